@@ -1,0 +1,199 @@
+"""The narrow interface between the kit and a scheduler.
+
+The kit owns everything that is the same for every scheduler: ids, the job table, validation,
+SetEnv, the event log and its streams, kill bookkeeping, persistence, metrics. A driver only
+knows how to hand jobs to its scheduler, take them back, and say what became of them:
+
+    submit(jobs)        give validated jobs to the scheduler, return their scheduler ids
+    kill(jobs)          make them dead; return only once they are
+    adopt(jobs)         after a restart: take back the jobs an earlier run had submitted
+    events.started/ended   tell the kit what the scheduler did (from any thread)
+
+plus a description of capacity (`limits`, `node_types`, `nodes`) and a scheduling status.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
+
+from google.protobuf.message import Message
+
+from batchgate.v1 import batchgate_pb2 as pb
+
+
+class ExitReason(enum.IntEnum):
+    """Toil's BatchJobExitReason, with Toil's numbers (and the proto's)."""
+
+    FINISHED = pb.EXIT_REASON_FINISHED
+    FAILED = pb.EXIT_REASON_FAILED
+    LOST = pb.EXIT_REASON_LOST
+    KILLED = pb.EXIT_REASON_KILLED
+    ERROR = pb.EXIT_REASON_ERROR
+    MEMLIMIT = pb.EXIT_REASON_MEMLIMIT
+    MISSING = pb.EXIT_REASON_MISSING
+    MAXJOBDURATION = pb.EXIT_REASON_MAXJOBDURATION
+    PARTITION = pb.EXIT_REASON_PARTITION
+
+
+UNKNOWN_EXIT_STATUS = 255
+
+
+def signal_exit_status(signal_number: int) -> int:
+    """How a death by signal N is reported: 128+N, as shells do."""
+    return 128 + signal_number
+
+
+@dataclass(frozen=True)
+class AcceleratorRequest:
+    count: int
+    kind: str = "gpu"
+    model: str = ""
+    brand: str = ""
+    api: str = ""
+
+    def satisfied_by(self, offered: AcceleratorRequest) -> bool:
+        """Whether `offered` is of the kind asked for (an empty model/brand/api means any)."""
+        return (
+            self.kind == offered.kind
+            and self.model in ("", offered.model)
+            and self.brand in ("", offered.brand)
+            and self.api in ("", offered.api)
+        )
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as the kit hands it to a driver: validated, defaults applied, environment merged."""
+
+    job_id: int
+    command: str
+    name: str
+    cores: float
+    memory: int  # bytes
+    disk: int  # bytes
+    accelerators: tuple[AcceleratorRequest, ...] = ()
+    preemptible: bool = False
+    wall_time: float | None = None  # seconds; None means no limit
+    # What to add to the scheduler's default environment: SetEnv's variables, then the job's own.
+    environment: Mapping[str, str] = field(default_factory=dict)
+    working_directory: str = ""
+    stdout_path: str = ""
+    stderr_path: str = ""
+    job_set: str = ""
+    request_key: str = ""
+    # The typed options for this backend (e.g. a pb.SlurmOptions), or None.
+    options: Message | None = None
+
+
+@dataclass(frozen=True)
+class SubmittedJob:
+    """A job the scheduler has, as the kit remembers it (also across restarts)."""
+
+    job: Job
+    backing_id: str
+    started_at: float | None = None  # epoch seconds, when the driver reported the start
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a job."""
+
+    exit_reason: ExitReason
+    exit_status: int
+    wall_time: float | None = None  # seconds the job ran, where known
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The most one job may ask for on this backend; None means no known limit."""
+
+    max_cores: float | None = None
+    max_memory: int | None = None
+    max_disk: int | None = None
+    max_wall_time: float | None = None
+    accelerators: tuple[AcceleratorRequest, ...] = ()
+    supports_preemptible: bool = True
+
+
+@dataclass(frozen=True)
+class SchedulingStatus:
+    message: str
+    # True when jobs wait, none runs, and none of those waiting can ever start as things stand.
+    deadlocked: bool = False
+
+
+class JobEvents(Protocol):
+    """How a driver tells the kit what its scheduler did. Safe to call from any thread."""
+
+    def started(self, job_id: int, *, backing_id: str | None = None, at: float | None = None) -> None: ...
+
+    def ended(self, job_id: int, outcome: Outcome) -> None: ...
+
+
+class Driver(abc.ABC):
+    """One scheduler. Subclasses set `kind` and, if they take typed options, `options_field`."""
+
+    kind: ClassVar[str]
+    # The JobSpec oneof field this driver accepts ("slurm", "lsf", ...); other options are refused.
+    options_field: ClassVar[str | None] = None
+    # True for a driver that routes to other backends (the gateway): JobSpec.backend is its to read.
+    routes: ClassVar[bool] = False
+
+    def attach(self, events: JobEvents, instance_id: str) -> None:
+        """Called once, before any other call: keep `events` and start any background work.
+
+        `instance_id` names this service's store for good (it survives restarts): tag what the
+        scheduler holds with it, so a restarted service finds its own jobs and no one else's.
+        """
+        self.events = events
+        self.instance_id = instance_id
+
+    @abc.abstractmethod
+    def limits(self) -> Limits:
+        """The largest job this backend can ever run (checked at issue time)."""
+
+    def validate(self, job: Job) -> None:
+        """Refuse what this scheduler cannot take, raising errors.InvalidArgument(field, why).
+
+        The kit has already checked everything generic (types, ranges, limits).
+        """
+
+    @abc.abstractmethod
+    def submit(self, jobs: Sequence[Job]) -> Sequence[str]:
+        """Hand jobs to the scheduler; return their scheduler ids in the same order.
+
+        A job that cannot be submitted gets "" and an `events.ended` with ExitReason.ERROR.
+        """
+
+    @abc.abstractmethod
+    def kill(self, jobs: Sequence[SubmittedJob]) -> None:
+        """Kill these jobs and return once they are dead. Never report them afterwards."""
+
+    @abc.abstractmethod
+    def adopt(self, jobs: Sequence[SubmittedJob]) -> None:
+        """Take back jobs an earlier run of the service submitted: watch them again, or report
+        them ended (e.g. LOST, with a message) if they cannot be followed any more."""
+
+    def scheduling_status(self) -> SchedulingStatus:
+        """Why jobs wait, in words (e.g. "3 jobs waiting for memory: 6 GiB free, 8 GiB asked")."""
+        return SchedulingStatus(message="")
+
+    def node_types(self) -> list[pb.NodeType]:
+        return []
+
+    def nodes(self) -> list[pb.Node]:
+        return []
+
+    def close(self) -> Sequence[int]:
+        """Stop background work, on a graceful shutdown.
+
+        Jobs left with the scheduler keep running and are adopted by the next run. A driver whose
+        jobs cannot outlive it (the local one) stops them and returns their ids: the kit queues
+        them again, and they run anew after the restart.
+        """
+        return ()

@@ -1,0 +1,58 @@
+"""Prometheus metrics, one set per process, named by Prometheus conventions (batchgate_ prefix,
+base units, _total counters, histograms for durations). Every series is labelled with the
+backend it speaks for, so one Prometheus can scrape every service and the gateway."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from batchgate.driver import ExitReason, Outcome
+
+from batchgate.store import JobState
+
+if TYPE_CHECKING:
+    from batchgate.service import BatchService
+
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400)
+
+JOBS_ISSUED = Counter("batchgate_jobs_issued_total", "Jobs accepted by IssueJob/IssueJobs.", ["backend"])
+JOBS_ENDED = Counter("batchgate_jobs_ended_total", "Jobs whose update was published, by exit reason.", ["backend", "exit_reason"])
+JOBS_FAILED = Counter("batchgate_jobs_failed_total", "Ended jobs with a non-zero exit status.", ["backend"])
+JOBS_KILLED = Counter("batchgate_jobs_killed_total", "Jobs killed through KillJobs.", ["backend"])
+JOBS_BY_STATE = Gauge("batchgate_jobs", "Live jobs by state (queued, submitted, running).", ["backend", "state"])
+JOB_WALL_TIME = Histogram("batchgate_job_wall_time_seconds", "Wall time of ended jobs.", ["backend"], buckets=DURATION_BUCKETS)
+QUEUE_WAIT = Histogram("batchgate_job_queue_wait_seconds", "Time from issue to start.", ["backend"], buckets=DURATION_BUCKETS)
+UPDATE_LAG = Histogram(
+    "batchgate_update_lag_seconds",
+    "Time from the driver observing a job's end to its update being published to streams.",
+    ["backend"],
+    buckets=DURATION_BUCKETS,
+)
+STREAM_SUBSCRIBERS = Gauge("batchgate_stream_subscribers", "Open GetUpdatedJob streams.", ["backend"])
+GRPC_REQUESTS = Counter("batchgate_grpc_requests_total", "gRPC requests handled, by method and status code.", ["backend", "method", "code"])
+GRPC_DURATION = Histogram(
+    "batchgate_grpc_request_duration_seconds", "Time to handle unary gRPC requests.", ["backend", "method"], buckets=DURATION_BUCKETS
+)
+SCHEDULER_COMMANDS = Counter(
+    "batchgate_scheduler_commands_total", "Commands or API calls made to the scheduler, by operation and result.", ["backend", "operation", "result"]
+)
+SCHEDULER_LATENCY = Histogram(
+    "batchgate_scheduler_command_duration_seconds", "Time the scheduler took to answer.", ["backend", "operation"], buckets=DURATION_BUCKETS
+)
+
+
+def observe_outcome(backend: str, outcome: Outcome, *, lag: float) -> None:
+    JOBS_ENDED.labels(backend, ExitReason(outcome.exit_reason).name).inc()
+    if outcome.exit_status != 0:
+        JOBS_FAILED.labels(backend).inc()
+    if outcome.wall_time is not None:
+        JOB_WALL_TIME.labels(backend).observe(outcome.wall_time)
+    UPDATE_LAG.labels(backend).observe(max(0.0, lag))
+
+
+def register_job_gauges(service: BatchService) -> None:
+    """Live-job gauges read from the service's table when scraped (nothing to keep in step)."""
+    for state in (JobState.QUEUED, JobState.SUBMITTED, JobState.RUNNING):
+        JOBS_BY_STATE.labels(service.name, state.value).set_function(lambda state=state: service.counts().get(state, 0))

@@ -1,0 +1,398 @@
+"""The scheduler-independent half of every backend: the BatchSystem operations over a driver.
+
+Life of a job:  issue -> QUEUED (durable, id returned) -> the dispatcher hands it to the driver
+-> SUBMITTED -> the driver reports it started -> RUNNING -> the driver reports its outcome ->
+the recorder appends an update to the log (ENDED), which every stream then delivers.
+A kill at any point before ENDED makes it KILLED: it is taken from the dispatch queue or killed
+through the driver, and whatever the driver reports of it afterwards is dropped.
+
+Three threads besides the RPC handlers: the dispatcher (feeds the driver in batches, so a slow
+scheduler never holds up IssueJob), the recorder (turns driver reports into durable state and
+published updates, batching commits under load), and the driver's own.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from batchgate import metrics
+from batchgate.driver import Driver, Job, Outcome, SubmittedJob
+from batchgate.errors import BatchgateError, InvalidArgument
+from batchgate.jobspec import Defaults, check_env_name, check_env_value, limits_to_proto, resolve, shortfall, to_job
+from batchgate.store import JobState, NewJob, NewUpdate, Store
+from batchgate.updatelog import LoggedUpdate, UpdateLog
+from batchgate.v1 import batchgate_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+DISPATCH_BATCH = 500
+RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+@dataclass
+class LiveJob:
+    job: Job
+    state: JobState
+    issued_at: float
+    backing_id: str = ""
+    started_at: float | None = None  # epoch seconds
+
+    def submitted(self) -> SubmittedJob:
+        return SubmittedJob(job=self.job, backing_id=self.backing_id, started_at=self.started_at)
+
+
+@dataclass(frozen=True)
+class _Started:
+    job_id: int
+    backing_id: str | None
+    at: float
+
+
+@dataclass(frozen=True)
+class _Ended:
+    job_id: int
+    outcome: Outcome
+    reported_at: float
+
+
+class BatchService:
+    """What a BatchSystem server does, whatever the scheduler. Also the driver's JobEvents."""
+
+    def __init__(self, driver: Driver, store: Store, *, name: str, defaults: Defaults = Defaults()) -> None:
+        self.driver = driver
+        self.store = store
+        self.name = name
+        self.defaults = defaults
+        self.updates = UpdateLog(store)
+        self._jobs: dict[int, LiveJob] = {}
+        self._jobs_lock = threading.Lock()
+        self._issue_lock = threading.Lock()  # id allocation and request-key lookup
+        self._submit_lock = threading.Lock()  # held while a batch is with the driver
+        self._environment = store.environment()
+        self._next_job_id = store.last_job_id() + 1
+        self._dispatch_queue: collections.deque[int] = collections.deque()
+        self._dispatch_ready = threading.Condition()
+        self._reports: collections.deque[_Started | _Ended] = collections.deque()
+        self._reports_ready = threading.Condition()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        metrics.register_job_gauges(self)
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load what an earlier run left, hand the scheduler's jobs back to the driver, and go."""
+        self._spawn(self._record_loop, "recorder")
+        adopted: list[SubmittedJob] = []
+        for stored in self.store.live_jobs():
+            job = to_job(stored.job_id, pb.JobSpec.FromString(stored.spec))
+            live = LiveJob(job, stored.state, stored.issued_at, stored.backing_id, stored.started_at)
+            self._jobs[job.job_id] = live
+            if stored.state is JobState.QUEUED:
+                self._dispatch_queue.append(job.job_id)
+            else:
+                adopted.append(live.submitted())
+        self.driver.attach(self, self.store.instance_id())
+        if adopted:
+            log.info("adopting %d job(s) left by an earlier run", len(adopted))
+            self.driver.adopt(adopted)
+        if self._dispatch_queue:
+            log.info("%d queued job(s) from an earlier run will be submitted", len(self._dispatch_queue))
+        self._spawn(self._dispatch_loop, "dispatcher")
+
+    def stop(self) -> None:
+        """Graceful shutdown: finish recording, let the driver stop, keep every job for next time."""
+        self._stopping.set()
+        with self._dispatch_ready:
+            self._dispatch_ready.notify_all()
+        with self._reports_ready:
+            self._reports_ready.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        requeue = [job_id for job_id in self.driver.close() if job_id in self._jobs]
+        self._record(self._take_reports())
+        if requeue:
+            log.info("%d running job(s) stopped; they run again after the restart", len(requeue))
+            self.store.set_requeued(requeue)
+        self.updates.close()
+        self.store.close()
+
+    def _spawn(self, target: object, name: str) -> None:
+        thread = threading.Thread(target=target, name=f"{self.name}-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    # ---- issue -------------------------------------------------------------------------------
+
+    def resolve(self, spec: pb.JobSpec, field_prefix: str) -> tuple[Job, pb.JobSpec]:
+        """Validate a spec as issue would, without recording anything. Raises BatchgateError.
+
+        Returns the driver's Job (id 0 until issued) and the resolved spec that is stored."""
+        try:
+            if spec.backend and spec.backend not in (self.name, self.driver.kind) and not self.driver.routes:
+                raise InvalidArgument("backend", f"this is backend {self.name!r}; it cannot send jobs to {spec.backend!r}")
+            resolved = resolve(spec, defaults=self.defaults, environment=self._environment, options_field=self.driver.options_field)
+            job = to_job(0, resolved)
+            self.driver.validate(job)
+        except InvalidArgument as error:
+            raise error.within(field_prefix) from None
+        too_big = shortfall(job, self.driver.limits(), self.name)
+        if too_big is not None:
+            raise too_big
+        return job, resolved
+
+    def issue(self, specs: Sequence[pb.JobSpec], *, batched: bool) -> list[int]:
+        """Record jobs durably and queue them; return their ids (all or none are issued).
+
+        `batched` says the specs came as IssueJobs' `specs` (errors name `specs[i].field`)
+        rather than IssueJob's `spec`."""
+        resolved = [self.resolve(spec, f"specs[{index}]" if batched else "spec") for index, spec in enumerate(specs)]
+        now = time.time()
+        with self._issue_lock:
+            known = self.store.job_ids_for_keys(job.request_key for job, _ in resolved if job.request_key)
+            ids: list[int] = []
+            fresh: list[Job] = []
+            rows: list[NewJob] = []
+            for job, spec in resolved:
+                if job.request_key in known:
+                    ids.append(known[job.request_key])
+                    continue
+                job = dataclasses.replace(job, job_id=self._next_job_id)
+                self._next_job_id += 1
+                if job.request_key:
+                    known[job.request_key] = job.job_id
+                ids.append(job.job_id)
+                fresh.append(job)
+                rows.append(NewJob(job.job_id, spec.SerializeToString(), job.job_set, job.request_key))
+            if fresh:
+                self.store.insert_jobs(rows, now)
+                with self._jobs_lock:
+                    for job in fresh:
+                        self._jobs[job.job_id] = LiveJob(job, JobState.QUEUED, now)
+        if fresh:
+            metrics.JOBS_ISSUED.labels(self.name).inc(len(fresh))
+            with self._dispatch_ready:
+                self._dispatch_queue.extend(job.job_id for job in fresh)
+                self._dispatch_ready.notify()
+        return ids
+
+    def check(self, spec: pb.JobSpec) -> pb.CheckJobResponse:
+        try:
+            self.resolve(spec, "spec")
+        except InvalidArgument:
+            raise
+        except BatchgateError as refusal:
+            details = getattr(refusal, "resource", "")
+            return pb.CheckJobResponse(
+                accepted=False,
+                message=refusal.message,
+                refusals=[
+                    pb.Shortfall(
+                        backend=self.name,
+                        resource=details,
+                        requested=float(getattr(refusal, "requested", 0)),
+                        available=float(getattr(refusal, "available", 0)),
+                        message=refusal.message,
+                    )
+                ],
+            )
+        return pb.CheckJobResponse(accepted=True, backend=self.name, message=f"backend {self.name!r} can run this job")
+
+    # ---- dispatch ----------------------------------------------------------------------------
+
+    def _dispatch_loop(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            with self._dispatch_ready:
+                self._dispatch_ready.wait_for(lambda: self._dispatch_queue or self._stopping.is_set())
+            if self._stopping.is_set():
+                return
+            with self._submit_lock:
+                batch = self._take_dispatch_batch()
+                if not batch:
+                    continue
+                try:
+                    backing_ids = self.driver.submit([live.job for live in batch])
+                except Exception as error:  # the driver could not reach its scheduler: keep the jobs, retry
+                    failures += 1
+                    delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1]
+                    log.warning("submitting %d job(s) failed (%s); retrying in %.1f s", len(batch), error, delay)
+                    with self._dispatch_ready:
+                        self._dispatch_queue.extendleft(reversed([live.job.job_id for live in batch]))
+                    self._stopping.wait(delay)
+                    continue
+                failures = 0
+                submitted: list[tuple[int, str]] = []
+                with self._jobs_lock:
+                    for live, backing_id in zip(batch, backing_ids, strict=True):
+                        if backing_id and live.backing_id == "":
+                            live.backing_id = backing_id
+                        if live.state is JobState.QUEUED and backing_id:
+                            live.state = JobState.SUBMITTED
+                            submitted.append((live.job.job_id, backing_id))
+                if submitted:
+                    self.store.set_submitted(submitted)
+
+    def _take_dispatch_batch(self) -> list[LiveJob]:
+        batch: list[LiveJob] = []
+        with self._dispatch_ready, self._jobs_lock:
+            while self._dispatch_queue and len(batch) < DISPATCH_BATCH:
+                live = self._jobs.get(self._dispatch_queue.popleft())
+                if live is not None and live.state is JobState.QUEUED:  # killed ones are skipped
+                    batch.append(live)
+        return batch
+
+    # ---- kill --------------------------------------------------------------------------------
+
+    def kill(self, job_ids: Iterable[int]) -> None:
+        """Kill jobs; returns once they are dead. Unknown and finished ids are ignored."""
+        doomed: list[SubmittedJob] = []
+        killed: list[int] = []
+        with self._submit_lock:  # no job is half-way to the scheduler while we look
+            with self._jobs_lock:
+                for job_id in set(job_ids):
+                    live = self._jobs.pop(job_id, None)
+                    if live is None:
+                        continue
+                    if live.state is not JobState.QUEUED:
+                        doomed.append(live.submitted())
+                    live.state = JobState.KILLED
+                    killed.append(job_id)
+            if killed:
+                self.store.set_killed(killed, time.time())
+        if doomed:
+            self.driver.kill(doomed)
+        metrics.JOBS_KILLED.labels(self.name).inc(len(killed))
+
+    # ---- reports from the driver (JobEvents) -------------------------------------------------
+
+    def started(self, job_id: int, *, backing_id: str | None = None, at: float | None = None) -> None:
+        self._report(_Started(job_id, backing_id, at if at is not None else time.time()))
+
+    def ended(self, job_id: int, outcome: Outcome) -> None:
+        self._report(_Ended(job_id, outcome, time.monotonic()))
+
+    def _report(self, report: _Started | _Ended) -> None:
+        with self._reports_ready:
+            self._reports.append(report)
+            self._reports_ready.notify()
+
+    def _take_reports(self) -> list[_Started | _Ended]:
+        with self._reports_ready:
+            reports = list(self._reports)
+            self._reports.clear()
+        return reports
+
+    def _record_loop(self) -> None:
+        while not self._stopping.is_set():
+            with self._reports_ready:
+                self._reports_ready.wait_for(lambda: self._reports or self._stopping.is_set())
+            try:
+                self._record(self._take_reports())
+            except Exception:  # a failed commit must not end the recorder; the jobs stay live
+                log.exception("recording job reports failed")
+
+    def _record(self, reports: list[_Started | _Ended]) -> None:
+        if not reports:
+            return
+        started: list[tuple[int, str | None, float]] = []
+        ended: list[tuple[LiveJob, _Ended]] = []
+        with self._jobs_lock:
+            for report in reports:
+                live = self._jobs.get(report.job_id)
+                if live is None:
+                    continue  # killed, or reported twice
+                if isinstance(report, _Started):
+                    if live.state in (JobState.QUEUED, JobState.SUBMITTED):
+                        live.state = JobState.RUNNING
+                        live.started_at = report.at
+                        if report.backing_id:
+                            live.backing_id = report.backing_id
+                        started.append((report.job_id, report.backing_id, report.at))
+                        metrics.QUEUE_WAIT.labels(self.name).observe(max(0.0, report.at - live.issued_at))
+                else:
+                    live.state = JobState.ENDED
+                    del self._jobs[report.job_id]
+                    ended.append((live, report))
+        if started:
+            self.store.set_started(started)
+        if ended:
+            self._publish(ended)
+
+    def _publish(self, ended: list[tuple[LiveJob, _Ended]]) -> None:
+        logged: list[LoggedUpdate] = []
+        for sequence, (live, report) in zip(self.updates.next_sequences(len(ended)), ended, strict=True):
+            outcome = report.outcome
+            update = pb.UpdatedJob(
+                sequence=sequence,
+                job_id=live.job.job_id,
+                exit_reason=int(outcome.exit_reason),
+                exit_status=outcome.exit_status,
+                backing_id=live.backing_id,
+                message=outcome.message,
+                job_set=live.job.job_set,
+                backend=self.name,
+            )
+            if outcome.wall_time is not None:
+                update.wall_time_seconds = outcome.wall_time
+            logged.append(LoggedUpdate(sequence, live.job.job_set, update))
+        self.store.record_updates(
+            [NewUpdate(item.sequence, item.update.job_id, item.job_set, item.update.SerializeToString()) for item in logged],
+            time.time(),
+        )
+        self.updates.publish(logged)
+        now = time.monotonic()
+        for live, report in ended:
+            metrics.observe_outcome(self.name, report.outcome, lag=now - report.reported_at)
+
+    # ---- queries -----------------------------------------------------------------------------
+
+    def issued_job_ids(self, job_set: str) -> list[int]:
+        with self._jobs_lock:
+            return sorted(job_id for job_id, live in self._jobs.items() if not job_set or live.job.job_set == job_set)
+
+    def running_jobs(self, job_set: str) -> dict[int, float]:
+        now = time.time()
+        with self._jobs_lock:
+            return {
+                job_id: max(0.0, now - live.started_at)
+                for job_id, live in self._jobs.items()
+                if live.state is JobState.RUNNING and live.started_at is not None and (not job_set or live.job.job_set == job_set)
+            }
+
+    def counts(self) -> dict[JobState, int]:
+        with self._jobs_lock:
+            return collections.Counter(live.state for live in self._jobs.values())
+
+    def scheduling_status(self, job_set: str) -> pb.GetSchedulingStatusResponse:
+        with self._jobs_lock:
+            mine = [live for live in self._jobs.values() if not job_set or live.job.job_set == job_set]
+        running = sum(1 for live in mine if live.state is JobState.RUNNING)
+        status = self.driver.scheduling_status()
+        return pb.GetSchedulingStatusResponse(
+            message=status.message,
+            queued_jobs=len(mine) - running,
+            running_jobs=running,
+            deadlocked=status.deadlocked,
+        )
+
+    def capabilities(self) -> pb.GetCapabilitiesResponse:
+        return limits_to_proto(self.driver.limits(), self.name, self.driver.kind)
+
+    def set_env(self, name: str, value: str | None) -> None:
+        check_env_name(name, "name")
+        if value is not None:
+            check_env_value(value, "value")
+        self.store.set_environment(name, value)
+        environment = dict(self._environment)
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
+        self._environment = environment  # swapped whole: issue reads it without a lock

@@ -1,0 +1,246 @@
+"""Durable state of one service, in one SQLite file (WAL): jobs, their updates, SetEnv.
+
+WAL with synchronous=NORMAL makes every commit survive a crash of the process (the case we
+promise: "nothing a client submitted is lost when any process restarts") without an fsync per
+commit; only a power cut can lose the last commits.
+All writes go through one connection under a lock; reads for resuming streams use a connection
+per thread, which WAL lets run beside the writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from batchgate.errors import AcquisitionTimeoutException
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id INTEGER PRIMARY KEY,
+    request_key TEXT UNIQUE,          -- NULL when the client gave none
+    job_set TEXT NOT NULL,
+    spec BLOB NOT NULL,               -- the resolved JobSpec (defaults and environment filled in)
+    state TEXT NOT NULL,
+    backing_id TEXT NOT NULL DEFAULT '',
+    issued_at REAL NOT NULL,
+    started_at REAL,
+    ended_at REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_live ON jobs (state) WHERE state IN ('queued', 'submitted', 'running');
+CREATE TABLE IF NOT EXISTS updates (
+    sequence INTEGER PRIMARY KEY,
+    job_set TEXT NOT NULL,
+    body BLOB NOT NULL                -- an UpdatedJob
+);
+CREATE TABLE IF NOT EXISTS environment (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value NOT NULL);
+"""
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"  # recorded, not yet handed to the scheduler
+    SUBMITTED = "submitted"  # the scheduler has it
+    RUNNING = "running"
+    ENDED = "ended"  # its update is in the log
+    KILLED = "killed"  # killed by the client: never reported
+
+    @property
+    def live(self) -> bool:
+        return self in (JobState.QUEUED, JobState.SUBMITTED, JobState.RUNNING)
+
+
+@dataclass(frozen=True)
+class StoredJob:
+    job_id: int
+    spec: bytes
+    state: JobState
+    backing_id: str
+    issued_at: float
+    started_at: float | None
+
+
+@dataclass(frozen=True)
+class NewJob:
+    job_id: int
+    spec: bytes
+    job_set: str
+    request_key: str
+
+
+@dataclass(frozen=True)
+class NewUpdate:
+    sequence: int
+    job_id: int
+    job_set: str
+    body: bytes
+
+
+class Store:
+    def __init__(self, path: Path, *, lock_timeout: float = 10.0) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.lock_timeout = lock_timeout
+        self._write_lock = threading.Lock()
+        self._writer = self._connect()
+        self._writer.executescript(SCHEMA)
+        self._readers = threading.local()
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, timeout=self.lock_timeout, isolation_level=None, check_same_thread=False)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        started = time.monotonic()
+        with self._write_lock:
+            try:
+                self._writer.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as error:
+                if "locked" in str(error) or "busy" in str(error):
+                    raise AcquisitionTimeoutException("the job store's write lock", time.monotonic() - started) from error
+                raise
+            try:
+                yield self._writer
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            self._writer.execute("COMMIT")
+
+    def _reader(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._readers, "connection", None)
+        if connection is None:
+            connection = self._connect()
+            self._readers.connection = connection
+        return connection
+
+    # ---- counters ----------------------------------------------------------------------------
+
+    def instance_id(self) -> str:
+        """A name for this store that never changes: made once, when the store is created."""
+        with self._transaction() as db:
+            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('instance_id', ?)", (uuid.uuid4().hex[:12],))
+            (value,) = db.execute("SELECT value FROM meta WHERE key = 'instance_id'").fetchone()
+        return str(value)
+
+    def last_job_id(self) -> int:
+        row = self._writer.execute("SELECT value FROM meta WHERE key = 'last_job_id'").fetchone()
+        return int(row[0]) if row else 0
+
+    def last_sequence(self) -> int:
+        row = self._writer.execute("SELECT MAX(sequence) FROM updates").fetchone()
+        return int(row[0] or 0)
+
+    # ---- jobs --------------------------------------------------------------------------------
+
+    def job_ids_for_keys(self, keys: Iterable[str]) -> dict[str, int]:
+        wanted = list(set(keys))
+        found: dict[str, int] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._reader().execute(f"SELECT request_key, job_id FROM jobs WHERE request_key IN ({marks})", chunk)
+            found.update({key: job_id for key, job_id in rows})
+        return found
+
+    def insert_jobs(self, jobs: Sequence[NewJob], issued_at: float) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO jobs (job_id, request_key, job_set, spec, state, issued_at) VALUES (?, ?, ?, ?, 'queued', ?)",
+                [(job.job_id, job.request_key or None, job.job_set, job.spec, issued_at) for job in jobs],
+            )
+            # Ids are never reused, even if the newest jobs were deleted: the counter only grows.
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES ('last_job_id', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
+                (max(job.job_id for job in jobs),),
+            )
+
+    def set_submitted(self, submitted: Sequence[tuple[int, str]]) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE jobs SET state = 'submitted', backing_id = ? WHERE job_id = ? AND state = 'queued'",
+                [(backing_id, job_id) for job_id, backing_id in submitted],
+            )
+
+    def set_started(self, started: Sequence[tuple[int, str | None, float]]) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE jobs SET state = 'running', backing_id = COALESCE(?, backing_id), started_at = ? "
+                "WHERE job_id = ? AND state IN ('queued', 'submitted')",
+                [(backing_id, at, job_id) for job_id, backing_id, at in started],
+            )
+
+    def set_requeued(self, job_ids: Sequence[int]) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE jobs SET state = 'queued', backing_id = '', started_at = NULL WHERE job_id = ?",
+                [(job_id,) for job_id in job_ids],
+            )
+
+    def set_killed(self, job_ids: Sequence[int], at: float) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE jobs SET state = 'killed', ended_at = ? WHERE job_id = ?",
+                [(at, job_id) for job_id in job_ids],
+            )
+
+    def record_updates(self, updates: Sequence[NewUpdate], at: float) -> None:
+        """Append updates to the log and mark their jobs ended, in one transaction."""
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO updates (sequence, job_set, body) VALUES (?, ?, ?)",
+                [(update.sequence, update.job_set, update.body) for update in updates],
+            )
+            db.executemany(
+                "UPDATE jobs SET state = 'ended', ended_at = ? WHERE job_id = ?",
+                [(at, update.job_id) for update in updates],
+            )
+
+    def live_jobs(self) -> list[StoredJob]:
+        rows = self._writer.execute(
+            "SELECT job_id, spec, state, backing_id, issued_at, started_at FROM jobs "
+            "WHERE state IN ('queued', 'submitted', 'running') ORDER BY job_id"
+        )
+        return [StoredJob(row[0], row[1], JobState(row[2]), row[3], row[4], row[5]) for row in rows]
+
+    # ---- updates -----------------------------------------------------------------------------
+
+    def updates_after(self, sequence: int, job_set: str, limit: int) -> list[tuple[int, bytes]]:
+        if job_set:
+            rows = self._reader().execute(
+                "SELECT sequence, body FROM updates WHERE sequence > ? AND job_set = ? ORDER BY sequence LIMIT ?",
+                (sequence, job_set, limit),
+            )
+        else:
+            rows = self._reader().execute(
+                "SELECT sequence, body FROM updates WHERE sequence > ? ORDER BY sequence LIMIT ?", (sequence, limit)
+            )
+        return rows.fetchall()
+
+    # ---- environment -------------------------------------------------------------------------
+
+    def environment(self) -> dict[str, str]:
+        return dict(self._writer.execute("SELECT name, value FROM environment").fetchall())
+
+    def set_environment(self, name: str, value: str | None) -> None:
+        with self._transaction() as db:
+            if value is None:
+                db.execute("DELETE FROM environment WHERE name = ?", (name,))
+            else:
+                db.execute(
+                    "INSERT INTO environment (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    (name, value),
+                )
+
+    def close(self) -> None:
+        with self._write_lock:
+            self._writer.close()

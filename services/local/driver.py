@@ -1,0 +1,271 @@
+"""The local backend: jobs run as processes on this machine, within a budget of cores, memory,
+disk and GPUs (Toil's SingleMachineBatchSystem, done with pidfds and process-tree kills).
+
+Scheduling is first fit in issue order: a job that does not fit now waits, and smaller jobs
+behind it start if they fit (no head-of-line blocking).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import psutil
+
+from batchgate.driver import (
+    UNKNOWN_EXIT_STATUS,
+    AcceleratorRequest,
+    Driver,
+    ExitReason,
+    Job,
+    JobEvents,
+    Limits,
+    Outcome,
+    SchedulingStatus,
+    SubmittedJob,
+)
+from batchgate.errors import format_bytes
+
+from . import processes
+from .budget import CORE_STEP, Budget, Grant
+from .processes import JobProcess, Reaper
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Running:
+    job: Job
+    process: JobProcess
+    grant: Grant | None  # None for a job adopted from an earlier run (its share is unknown)
+    deadline: float | None  # monotonic time its wall time runs out
+    killing: bool = False
+
+
+class LocalDriver(Driver):
+    kind = "local"
+
+    def __init__(self, budget: Budget, *, kill_grace_seconds: float = 3.0) -> None:
+        self.budget = budget
+        self.kill_grace_seconds = kill_grace_seconds
+        self._lock = threading.Lock()
+        self._waiting: list[Job] = []  # issue order
+        self._running: dict[int, _Running] = {}
+        self._deadlines: list[tuple[float, int]] = []  # heap of (deadline, job_id)
+        self._closing = False
+        self._reaper: Reaper | None = None
+
+    # ---- Driver ------------------------------------------------------------------------------
+
+    def attach(self, events: JobEvents, instance_id: str) -> None:
+        super().attach(events, instance_id)
+        self._reaper = Reaper(self._process_ended, self._expire_deadlines)
+
+    def limits(self) -> Limits:
+        by_model: dict[str, int] = {}
+        for gpu in self.budget.gpus:
+            by_model[gpu.model] = by_model.get(gpu.model, 0) + 1
+        return Limits(
+            max_cores=self.budget.total_tenths / CORE_STEP,
+            max_memory=self.budget.total_memory,
+            max_disk=self.budget.total_disk,
+            accelerators=tuple(
+                AcceleratorRequest(count=count, kind="gpu", model=model, brand="nvidia", api="cuda") for model, count in by_model.items()
+            ),
+        )
+
+    def submit(self, jobs: Sequence[Job]) -> Sequence[str]:
+        with self._lock:
+            self._waiting.extend(jobs)
+            self._start_what_fits()
+        return [""] * len(jobs)  # the pid becomes the backing id when the job starts
+
+    def kill(self, jobs: Sequence[SubmittedJob]) -> None:
+        doomed: list[_Running] = []
+        with self._lock:
+            ids = {submitted.job.job_id for submitted in jobs}
+            self._waiting = [job for job in self._waiting if job.job_id not in ids]
+            for job_id in ids:
+                running = self._running.get(job_id)
+                if running is not None:
+                    running.killing = True
+                    doomed.append(running)
+        threads = [threading.Thread(target=processes.kill_tree, args=(r.process, self.kill_grace_seconds)) for r in doomed]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def adopt(self, jobs: Sequence[SubmittedJob]) -> None:
+        for submitted in jobs:
+            job = submitted.job
+            process = self._find_process(submitted)
+            if process is None:
+                self.events.ended(
+                    job.job_id,
+                    Outcome(
+                        ExitReason.LOST,
+                        UNKNOWN_EXIT_STATUS,
+                        message="the job's process was gone when the service restarted; its exit status is unknown",
+                    ),
+                )
+                continue
+            with self._lock:
+                grant = self.budget.acquire(job)  # count it against the budget while it lives
+                deadline = None if job.wall_time is None else process.started_monotonic + job.wall_time
+                self._running[job.job_id] = _Running(job, process, grant, deadline)
+                if deadline is not None:
+                    heapq.heappush(self._deadlines, (deadline, job.job_id))
+            assert self._reaper is not None
+            self._reaper.watch(process)
+            log.info("re-adopted job %d (pid %d)", job.job_id, process.pid)
+
+    def scheduling_status(self) -> SchedulingStatus:
+        with self._lock:
+            waiting = list(self._waiting)
+            running = len(self._running)
+            reasons: dict[str, int] = {}
+            never = 0
+            for job in waiting:
+                if not self.budget.fits_ever(job):
+                    never += 1
+                    continue
+                shortage = self.budget.shortage(job)
+                if shortage is not None:
+                    reasons[shortage.split(":")[0]] = reasons.get(shortage.split(":")[0], 0) + 1
+            free = self._describe_free()
+        if not waiting:
+            return SchedulingStatus(f"{running} job(s) running, none waiting; free: {free}")
+        parts = [f"{count} job(s) waiting for {resource}" for resource, count in sorted(reasons.items())]
+        if never:
+            parts.append(f"{never} job(s) larger than this machine's budget")
+        message = f"{running} running; " + "; ".join(parts) + f"; free: {free}"
+        return SchedulingStatus(message, deadlocked=bool(never) and never == len(waiting) and running == 0)
+
+    def close(self) -> Sequence[int]:
+        with self._lock:
+            self._closing = True  # report nothing more: the kit requeues what we stop
+            stopping = list(self._running.values())
+        for running in stopping:
+            processes.kill_tree(running.process, self.kill_grace_seconds)
+        if self._reaper is not None:
+            self._reaper.stop()
+        return [running.job.job_id for running in stopping]
+
+    # ---- internals ---------------------------------------------------------------------------
+
+    def _start_what_fits(self) -> None:
+        """Start every waiting job that fits, in issue order. Call with the lock held."""
+        if self._closing:
+            return
+        still_waiting: list[Job] = []
+        for job in self._waiting:
+            grant = self.budget.acquire(job)
+            if grant is None:
+                still_waiting.append(job)
+                continue
+            self._start(job, grant)
+        self._waiting = still_waiting
+
+    def _start(self, job: Job, grant: Grant) -> None:
+        environment = {**os.environ, **self._job_environment(job, grant)}
+        token = f"{self.instance_id}-{job.job_id}"
+        try:
+            process = processes.start(
+                job.job_id, token, job.command, environment, job.working_directory, job.stdout_path, job.stderr_path
+            )
+        except OSError as error:
+            self.budget.release(grant)
+            self.events.ended(job.job_id, Outcome(ExitReason.ERROR, UNKNOWN_EXIT_STATUS, message=f"could not start the job: {error}"))
+            return
+        deadline = None if job.wall_time is None else process.started_monotonic + job.wall_time
+        self._running[job.job_id] = _Running(job, process, grant, deadline)
+        if deadline is not None:
+            heapq.heappush(self._deadlines, (deadline, job.job_id))
+        self.events.started(job.job_id, backing_id=str(process.pid))
+        assert self._reaper is not None
+        self._reaper.watch(process)
+
+    @staticmethod
+    def _job_environment(job: Job, grant: Grant) -> dict[str, str]:
+        extra: dict[str, str] = {}
+        if "OMP_NUM_THREADS" not in job.environment:
+            # Libraries would otherwise start a thread per core of the machine, not of the job.
+            extra["OMP_NUM_THREADS"] = str(max(1, grant.tenths // CORE_STEP))
+        if grant.gpus:
+            extra["CUDA_VISIBLE_DEVICES"] = ",".join(gpu.index for gpu in grant.gpus)
+        return {**extra, **job.environment}
+
+    def _process_ended(self, process: JobProcess, status: int | None) -> None:
+        """Runs in the reaper thread."""
+        with self._lock:
+            running = self._running.pop(process.job_id, None)
+            if running is None:
+                return
+            if running.grant is not None:
+                self.budget.release(running.grant)
+            self._start_what_fits()
+            if self._closing or running.killing:
+                return
+        wall_time = time.monotonic() - process.started_monotonic
+        if status is None:
+            outcome = Outcome(
+                ExitReason.LOST,
+                UNKNOWN_EXIT_STATUS,
+                wall_time,
+                "the job outlived a restart of the service, which cannot read its exit status",
+            )
+        elif running.deadline is not None and time.monotonic() >= running.deadline:
+            outcome = Outcome(
+                ExitReason.MAXJOBDURATION,
+                status,
+                wall_time,
+                f"killed after exceeding its wall time of {running.job.wall_time:g} s",
+            )
+        else:
+            outcome = Outcome(ExitReason.FINISHED, status, wall_time)
+        self.events.ended(process.job_id, outcome)
+
+    def _expire_deadlines(self) -> float | None:
+        """Runs in the reaper thread: kill jobs past their wall time; say when to look again."""
+        now = time.monotonic()
+        expired: list[_Running] = []
+        with self._lock:
+            while self._deadlines and self._deadlines[0][0] <= now:
+                _, job_id = heapq.heappop(self._deadlines)
+                running = self._running.get(job_id)
+                if running is not None and not running.killing:
+                    expired.append(running)
+            next_due = self._deadlines[0][0] - now if self._deadlines else None
+        for running in expired:
+            # Signal only: the reaper (this thread) must stay free to see the processes end.
+            processes.signal_tree(running.process, signal.SIGKILL)
+        return next_due
+
+    def _find_process(self, submitted: SubmittedJob) -> JobProcess | None:
+        """The job's root process, if it still runs and is really ours (pids get reused)."""
+        if not submitted.backing_id.isdigit():
+            return None
+        token = f"{self.instance_id}-{submitted.job.job_id}"
+        try:
+            candidate = psutil.Process(int(submitted.backing_id))
+            if candidate.environ().get(processes.MARKER_VARIABLE) != token or candidate.status() == psutil.STATUS_ZOMBIE:
+                return None
+            age = time.time() - candidate.create_time()
+        except psutil.Error:
+            return None
+        return JobProcess(job_id=submitted.job.job_id, pid=candidate.pid, token=token, started_monotonic=time.monotonic() - age)
+
+    def _describe_free(self) -> str:
+        budget = self.budget
+        text = f"{budget.free_tenths / CORE_STEP:g} cores, {format_bytes(budget.free_memory)} memory, {format_bytes(budget.free_disk)} disk"
+        if budget.gpus:
+            text += f", {len(budget.free_gpus)} of {len(budget.gpus)} GPUs"
+        return text
+

@@ -1,0 +1,54 @@
+"""The services the contract suite runs against. Each target starts what it needs and can
+restart the process that holds the jobs, gently (SIGTERM) or not (kill -9)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import RunningService, start_service
+
+from batchgate.v1 import batchgate_pb2_grpc as pb_grpc
+
+
+@dataclass
+class Target:
+    name: str
+    service: RunningService  # the process clients talk to
+    # The most one job may ask for here (the suite asks for more to provoke RESOURCE_EXHAUSTED).
+    max_cores: float
+    max_memory: int
+
+    def stub(self) -> pb_grpc.BatchSystemStub:
+        return self.service.stub()
+
+    def restart(self, *, crash: bool = False) -> None:
+        """Restart the service clients talk to, on the same address and state."""
+        if crash:
+            self.service.kill()
+        else:
+            self.service.stop()
+        self.service = self.service.restart()
+
+    def close(self) -> None:
+        self.service.kill()
+
+
+LOCAL_ARGS = ("--cores", "4", "--memory", "4G", "--disk", "10G", "--kill-grace", "1")
+
+
+@contextlib.contextmanager
+def local_target(tmp_path: Path) -> Iterator[Target]:
+    target = Target("local", start_service("local", tmp_path / "local", *LOCAL_ARGS), max_cores=4, max_memory=4 * 1024**3)
+    try:
+        yield target
+    finally:
+        target.close()
+
+
+# name -> factory; other backends' suites add theirs here.
+TARGETS: dict[str, Callable[[Path], contextlib.AbstractContextManager[Target]]] = {
+    "local": local_target,
+}
