@@ -85,6 +85,7 @@ class Job:
     stderr_path: str = ""
     job_set: str = ""
     request_key: str = ""
+    backend: str = ""  # the backend asked for (or, behind a gateway, the one it chose)
     # The typed options for this backend (e.g. a pb.SlurmOptions), or None.
     options: Message | None = None
 
@@ -134,6 +135,16 @@ class JobEvents(Protocol):
 
     def ended(self, job_id: int, outcome: Outcome) -> None: ...
 
+    def checkpoint(self, key: str, value: int) -> None:
+        """Remember `value` under `key`, durably and in order: it is committed together with
+        the reports made before it, so a driver that resumes from a checkpoint (the gateway's
+        cursor into a backend's stream) never skips an outcome it had reported."""
+        ...
+
+    def checkpoints(self) -> dict[str, int]:
+        """The checkpoints committed so far (across restarts)."""
+        ...
+
 
 class Driver(abc.ABC):
     """One scheduler. Subclasses set `kind` and, if they take typed options, `options_field`."""
@@ -163,6 +174,11 @@ class Driver(abc.ABC):
         The kit has already checked everything generic (types, ranges, limits).
         """
 
+    def route(self, job: Job) -> str:
+        """The backend this job goes to, recorded with it at issue (a gateway chooses here and
+        raises a BatchgateError when no backend can take it). Others keep what was asked."""
+        return job.backend
+
     @abc.abstractmethod
     def submit(self, jobs: Sequence[Job]) -> Sequence[str]:
         """Hand jobs to the scheduler; return their scheduler ids in the same order.
@@ -185,6 +201,19 @@ class Driver(abc.ABC):
 
     def node_types(self) -> list[pb.NodeType]:
         return []
+
+    def seconds_running(self) -> dict[int, float] | None:
+        """Running jobs (kit ids) and seconds each has run, where the driver knows better than
+        the starts it reported (a gateway asks its backends); None: the kit's own table."""
+        return None
+
+    def backend_capabilities(self) -> list[pb.GetCapabilitiesResponse]:
+        """A router's per-backend capabilities (GetCapabilitiesResponse.backends)."""
+        return []
+
+    def health(self) -> dict[str, bool]:
+        """Health by name, polled and served by the health service (e.g. one per backend)."""
+        return {}
 
     def nodes(self) -> list[pb.Node]:
         return []

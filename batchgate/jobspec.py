@@ -55,7 +55,9 @@ def _check_amount(value: float, field: str) -> None:
         raise InvalidArgument(field, f"must be a finite number >= 0, not {value!r}")
 
 
-def resolve(spec: pb.JobSpec, *, defaults: Defaults, environment: Mapping[str, str], options_field: str | None) -> pb.JobSpec:
+def resolve(
+    spec: pb.JobSpec, *, defaults: Defaults, environment: Mapping[str, str], options_field: str | None, any_options: bool = False
+) -> pb.JobSpec:
     """Validate `spec` and return a copy with defaults filled in and `environment` (SetEnv's)
     merged under the job's own variables. Raises InvalidArgument naming the field."""
     if not spec.command.strip():
@@ -79,7 +81,7 @@ def resolve(spec: pb.JobSpec, *, defaults: Defaults, environment: Mapping[str, s
         check_env_name(name, f"environment[{name!r}]")
         check_env_value(value, f"environment[{name!r}]")
     chosen_options = spec.WhichOneof("backend_options")
-    if chosen_options is not None and chosen_options != options_field:
+    if chosen_options is not None and chosen_options != options_field and not any_options:
         takes = f"it takes only {options_field} options" if options_field else "it takes no backend options"
         raise InvalidArgument(chosen_options, f"this backend cannot use {chosen_options} options; {takes}")
 
@@ -119,6 +121,7 @@ def to_job(job_id: int, resolved: pb.JobSpec) -> Job:
         stderr_path=resolved.stderr_path,
         job_set=resolved.job_set,
         request_key=resolved.request_key,
+        backend=resolved.backend,
         options=getattr(resolved, options_field) if options_field else None,
     )
 

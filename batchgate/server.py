@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BatchSystem"].full_name
 STREAM_KEEPALIVE_SECONDS = 10.0
+HEALTH_INTERVAL_SECONDS = 2.0
 
 
 def add_server_arguments(parser: argparse.ArgumentParser, definition: registry.ServiceDefinition) -> None:
@@ -93,8 +94,10 @@ def serve(definition: registry.ServiceDefinition, args: argparse.Namespace) -> N
     server.start()
     host = args.listen.rsplit(":", 1)[0]
     metrics_address = _start_metrics(args.metrics_listen)
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    health_thread = threading.Thread(
+        target=_report_health, args=(service, health_servicer, stop_requested), name="health", daemon=True
+    )
+    health_thread.start()
     address = f"{host}:{port}"
     log.info("%s serving on %s (metrics %s, state %s)", args.name, address, metrics_address or "off", store.path)
     if args.ready_file:
@@ -107,6 +110,19 @@ def serve(definition: registry.ServiceDefinition, args: argparse.Namespace) -> N
     server.stop(grace=5).wait()
     service.stop()
     log.info("stopped")
+
+
+def _report_health(service: BatchService, health_servicer: health.HealthServicer, stop_requested: threading.Event) -> None:
+    """SERVING while the store answers; and, for a gateway, one status per backend by name."""
+    statuses = {True: health_pb2.HealthCheckResponse.SERVING, False: health_pb2.HealthCheckResponse.NOT_SERVING}
+    while True:
+        store_works = service.store.ping()
+        for name in ("", SERVICE_NAME):
+            health_servicer.set(name, statuses[store_works])
+        for name, healthy in service.driver.health().items():
+            health_servicer.set(name, statuses[healthy])
+        if stop_requested.wait(HEALTH_INTERVAL_SECONDS):
+            return
 
 
 def _bind(server: grpc.Server, args: argparse.Namespace) -> int:

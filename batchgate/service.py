@@ -61,6 +61,12 @@ class _Ended:
     reported_at: float
 
 
+@dataclass(frozen=True)
+class _Checkpoint:
+    key: str
+    value: int
+
+
 class BatchService:
     """What a BatchSystem server does, whatever the scheduler. Also the driver's JobEvents."""
 
@@ -78,7 +84,7 @@ class BatchService:
         self._next_job_id = store.last_job_id() + 1
         self._dispatch_queue: collections.deque[int] = collections.deque()
         self._dispatch_ready = threading.Condition()
-        self._reports: collections.deque[_Started | _Ended] = collections.deque()
+        self._reports: collections.deque[_Started | _Ended | _Checkpoint] = collections.deque()
         self._reports_ready = threading.Condition()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -137,15 +143,23 @@ class BatchService:
         try:
             if spec.backend and spec.backend not in (self.name, self.driver.kind) and not self.driver.routes:
                 raise InvalidArgument("backend", f"this is backend {self.name!r}; it cannot send jobs to {spec.backend!r}")
-            resolved = resolve(spec, defaults=self.defaults, environment=self._environment, options_field=self.driver.options_field)
+            resolved = resolve(
+                spec,
+                defaults=self.defaults,
+                environment=self._environment,
+                options_field=self.driver.options_field,
+                any_options=self.driver.routes,
+            )
             job = to_job(0, resolved)
             self.driver.validate(job)
         except InvalidArgument as error:
             raise error.within(field_prefix) from None
-        too_big = shortfall(job, self.driver.limits(), self.name)
-        if too_big is not None:
-            raise too_big
-        return job, resolved
+        if not self.driver.routes:
+            too_big = shortfall(job, self.driver.limits(), self.name)
+            if too_big is not None:
+                raise too_big
+        resolved.backend = self.driver.route(job)
+        return dataclasses.replace(job, backend=resolved.backend), resolved
 
     def issue(self, specs: Sequence[pb.JobSpec], *, batched: bool) -> list[int]:
         """Record jobs durably and queue them; return their ids (all or none are issued).
@@ -278,12 +292,18 @@ class BatchService:
     def ended(self, job_id: int, outcome: Outcome) -> None:
         self._report(_Ended(job_id, outcome, time.monotonic()))
 
-    def _report(self, report: _Started | _Ended) -> None:
+    def checkpoint(self, key: str, value: int) -> None:
+        self._report(_Checkpoint(key, value))
+
+    def checkpoints(self) -> dict[str, int]:
+        return self.store.checkpoints()
+
+    def _report(self, report: _Started | _Ended | _Checkpoint) -> None:
         with self._reports_ready:
             self._reports.append(report)
             self._reports_ready.notify()
 
-    def _take_reports(self) -> list[_Started | _Ended]:
+    def _take_reports(self) -> list[_Started | _Ended | _Checkpoint]:
         with self._reports_ready:
             reports = list(self._reports)
             self._reports.clear()
@@ -298,13 +318,17 @@ class BatchService:
             except Exception:  # a failed commit must not end the recorder; the jobs stay live
                 log.exception("recording job reports failed")
 
-    def _record(self, reports: list[_Started | _Ended]) -> None:
+    def _record(self, reports: list[_Started | _Ended | _Checkpoint]) -> None:
         if not reports:
             return
         started: list[tuple[int, str | None, float]] = []
         ended: list[tuple[LiveJob, _Ended]] = []
+        checkpoints: dict[str, int] = {}
         with self._jobs_lock:
             for report in reports:
+                if isinstance(report, _Checkpoint):
+                    checkpoints[report.key] = report.value
+                    continue
                 live = self._jobs.get(report.job_id)
                 if live is None:
                     continue  # killed, or reported twice
@@ -322,10 +346,10 @@ class BatchService:
                     ended.append((live, report))
         if started:
             self.store.set_started(started)
-        if ended:
-            self._publish(ended)
+        if ended or checkpoints:
+            self._publish(ended, checkpoints)
 
-    def _publish(self, ended: list[tuple[LiveJob, _Ended]]) -> None:
+    def _publish(self, ended: list[tuple[LiveJob, _Ended]], checkpoints: dict[str, int]) -> None:
         logged: list[LoggedUpdate] = []
         for sequence, (live, report) in zip(self.updates.next_sequences(len(ended)), ended, strict=True):
             outcome = report.outcome
@@ -345,6 +369,7 @@ class BatchService:
         self.store.record_updates(
             [NewUpdate(item.sequence, item.update.job_id, item.job_set, item.update.SerializeToString()) for item in logged],
             time.time(),
+            checkpoints,
         )
         self.updates.publish(logged)
         now = time.monotonic()
@@ -359,7 +384,14 @@ class BatchService:
 
     def running_jobs(self, job_set: str) -> dict[int, float]:
         now = time.time()
+        known_better = self.driver.seconds_running()
         with self._jobs_lock:
+            if known_better is not None:
+                return {
+                    job_id: seconds
+                    for job_id, seconds in known_better.items()
+                    if job_id in self._jobs and (not job_set or self._jobs[job_id].job.job_set == job_set)
+                }
             return {
                 job_id: max(0.0, now - live.started_at)
                 for job_id, live in self._jobs.items()
@@ -383,7 +415,9 @@ class BatchService:
         )
 
     def capabilities(self) -> pb.GetCapabilitiesResponse:
-        return limits_to_proto(self.driver.limits(), self.name, self.driver.kind)
+        capabilities = limits_to_proto(self.driver.limits(), self.name, self.driver.kind)
+        capabilities.backends.extend(self.driver.backend_capabilities())
+        return capabilities
 
     def set_env(self, name: str, value: str | None) -> None:
         check_env_name(name, "name")

@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS updates (
 );
 CREATE TABLE IF NOT EXISTS environment (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoints (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 
@@ -193,9 +194,14 @@ class Store:
                 [(at, job_id) for job_id in job_ids],
             )
 
-    def record_updates(self, updates: Sequence[NewUpdate], at: float) -> None:
-        """Append updates to the log and mark their jobs ended, in one transaction."""
+    def record_updates(self, updates: Sequence[NewUpdate], at: float, checkpoints: Mapping[str, int]) -> None:
+        """Append updates to the log, mark their jobs ended and save the driver's checkpoints,
+        in one transaction."""
         with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO checkpoints (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                list(checkpoints.items()),
+            )
             db.executemany(
                 "INSERT INTO updates (sequence, job_set, body) VALUES (?, ?, ?)",
                 [(update.sequence, update.job_set, update.body) for update in updates],
@@ -211,6 +217,17 @@ class Store:
             "WHERE state IN ('queued', 'submitted', 'running') ORDER BY job_id"
         )
         return [StoredJob(row[0], row[1], JobState(row[2]), row[3], row[4], row[5]) for row in rows]
+
+    def checkpoints(self) -> dict[str, int]:
+        return dict(self._writer.execute("SELECT key, value FROM checkpoints").fetchall())
+
+    def ping(self) -> bool:
+        """Whether the store answers (for health checks)."""
+        try:
+            self._reader().execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+        except sqlite3.Error:
+            return False
+        return True
 
     # ---- updates -----------------------------------------------------------------------------
 
