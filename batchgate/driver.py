@@ -181,9 +181,11 @@ class Driver(abc.ABC):
 
     @abc.abstractmethod
     def submit(self, jobs: Sequence[Job]) -> Sequence[str]:
-        """Hand jobs to the scheduler; return their scheduler ids in the same order.
+        """Hand jobs to the scheduler; return their scheduler ids in the same order ("" where
+        the id comes later, with `events.started`).
 
-        A job that cannot be submitted gets "" and an `events.ended` with ExitReason.ERROR.
+        A job the scheduler refuses is reported with `events.ended` (ExitReason.ERROR and why).
+        Raise only when the scheduler cannot be reached: the kit keeps the jobs and retries.
         """
 
     @abc.abstractmethod

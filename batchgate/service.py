@@ -245,10 +245,9 @@ class BatchService:
                 submitted: list[tuple[int, str]] = []
                 with self._jobs_lock:
                     for live, backing_id in zip(batch, backing_ids, strict=True):
-                        if backing_id and live.backing_id == "":
-                            live.backing_id = backing_id
-                        if live.state is JobState.QUEUED and backing_id:
+                        if live.state is JobState.QUEUED:  # not already started, ended or killed
                             live.state = JobState.SUBMITTED
+                            live.backing_id = backing_id
                             submitted.append((live.job.job_id, backing_id))
                 if submitted:
                     self.store.set_submitted(submitted)
