@@ -103,7 +103,10 @@ def serve(definition: registry.ServiceDefinition, args: argparse.Namespace) -> N
     if args.ready_file:
         _write_ready_file(Path(args.ready_file), {"address": address, "metrics": metrics_address, "pid": os.getpid()})
 
-    stop_requested.wait()
+    # Wake now and then: a signal that the kernel delivers to one of grpc's threads only runs
+    # its Python handler once the main thread executes bytecode again.
+    while not stop_requested.wait(timeout=0.5):
+        pass
     log.info("shutting down")
     health_servicer.enter_graceful_shutdown()
     service.updates.close()  # ends every open stream, so the server need not wait for them

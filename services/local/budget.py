@@ -49,14 +49,22 @@ class Budget:
         self.free_disk = disk
         self.free_gpus: list[Gpu] = list(gpus)
 
+    def can_fit(self, job: Job) -> bool:
+        """Whether `job` fits in what is free now."""
+        return (
+            core_tenths(job.cores) <= self.free_tenths
+            and job.memory <= self.free_memory
+            and job.disk <= self.free_disk
+            and (not job.accelerators or self._pick_gpus(job.accelerators) is not None)
+        )
+
     def acquire(self, job: Job) -> Grant | None:
         """Take what `job` needs, or nothing (None) if it does not fit now."""
+        if not self.can_fit(job):
+            return None
         tenths = core_tenths(job.cores)
-        if tenths > self.free_tenths or job.memory > self.free_memory or job.disk > self.free_disk:
-            return None
         gpus = self._pick_gpus(job.accelerators)
-        if gpus is None:
-            return None
+        assert gpus is not None
         self.free_tenths -= tenths
         self.free_memory -= job.memory
         self.free_disk -= job.disk

@@ -7,6 +7,7 @@ behind it start if they fit (no head-of-line blocking).
 
 from __future__ import annotations
 
+import collections
 import heapq
 import logging
 import os
@@ -39,6 +40,13 @@ from .processes import JobProcess, Reaper
 log = logging.getLogger(__name__)
 
 
+Shape = tuple[float, int, int, tuple[AcceleratorRequest, ...]]
+
+
+def shape_of(job: Job) -> Shape:
+    return (job.cores, job.memory, job.disk, job.accelerators)
+
+
 @dataclass
 class _Running:
     job: Job
@@ -55,7 +63,7 @@ class LocalDriver(Driver):
         self.budget = budget
         self.kill_grace_seconds = kill_grace_seconds
         self._lock = threading.Lock()
-        self._waiting: list[Job] = []  # issue order
+        self._waiting: dict[Shape, collections.deque[Job]] = {}  # by shape, each in issue order
         self._running: dict[int, _Running] = {}
         self._deadlines: list[tuple[float, int]] = []  # heap of (deadline, job_id)
         self._closing = False
@@ -82,7 +90,8 @@ class LocalDriver(Driver):
 
     def submit(self, jobs: Sequence[Job]) -> Sequence[str]:
         with self._lock:
-            self._waiting.extend(jobs)
+            for job in jobs:
+                self._waiting.setdefault(shape_of(job), collections.deque()).append(job)
             self._start_what_fits()
         return [""] * len(jobs)  # the pid becomes the backing id when the job starts
 
@@ -90,7 +99,12 @@ class LocalDriver(Driver):
         doomed: list[_Running] = []
         with self._lock:
             ids = {submitted.job.job_id for submitted in jobs}
-            self._waiting = [job for job in self._waiting if job.job_id not in ids]
+            for shape, queue in list(self._waiting.items()):
+                kept = collections.deque(job for job in queue if job.job_id not in ids)
+                if kept:
+                    self._waiting[shape] = kept
+                else:
+                    del self._waiting[shape]
             for job_id in ids:
                 running = self._running.get(job_id)
                 if running is not None:
@@ -128,7 +142,7 @@ class LocalDriver(Driver):
 
     def scheduling_status(self) -> SchedulingStatus:
         with self._lock:
-            waiting = list(self._waiting)
+            waiting = [job for queue in self._waiting.values() for job in queue]
             running = len(self._running)
             reasons: dict[str, int] = {}
             never = 0
@@ -161,17 +175,24 @@ class LocalDriver(Driver):
     # ---- internals ---------------------------------------------------------------------------
 
     def _start_what_fits(self) -> None:
-        """Start every waiting job that fits, in issue order. Call with the lock held."""
+        """Start waiting jobs that fit, oldest first, skipping those that do not fit now.
+
+        Jobs wait in one queue per shape (what they ask for): a shape whose oldest job does
+        not fit has no job that fits, so each pass costs the number of shapes, not of jobs.
+        Call with the lock held."""
         if self._closing:
             return
-        still_waiting: list[Job] = []
-        for job in self._waiting:
+        while True:
+            fitting = [queue for queue in self._waiting.values() if self.budget.can_fit(queue[0])]
+            if not fitting:
+                return
+            queue = min(fitting, key=lambda queue: queue[0].job_id)
+            job = queue.popleft()
+            if not queue:
+                del self._waiting[shape_of(job)]
             grant = self.budget.acquire(job)
-            if grant is None:
-                still_waiting.append(job)
-                continue
+            assert grant is not None
             self._start(job, grant)
-        self._waiting = still_waiting
 
     def _start(self, job: Job, grant: Grant) -> None:
         environment = {**os.environ, **self._job_environment(job, grant)}
