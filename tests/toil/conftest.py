@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from harness import start_service
@@ -14,16 +17,19 @@ from toil.test.conftest import rootpath  # noqa: F401
 # editable install hides it from Toil's own discovery (test_discovery checks the real install).
 import toil_batch_system_batchgate  # noqa: F401
 
-# Jobs Toil issues here ask for this much unless they say otherwise, so several run at once.
-JOB_MEMORY = "64M"
-JOB_DISK = "16M"
+# Toil's workers start as `_toil_worker ...`, found on PATH: run the service as from a shell in
+# which this virtualenv is active, as a user would.
+VENV_PATH = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
 @pytest.fixture(scope="module")
 def batchgate_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Where Toil finds batchgate: a local backend today (the gateway speaks the same API)."""
     service = start_service(
-        "local", tmp_path_factory.mktemp("local"), "--cores", "2", "--memory", "4G", "--disk", "10G", "--kill-grace", "1"
+        "local",
+        tmp_path_factory.mktemp("local"),
+        *("--cores", "2", "--memory", "4G", "--disk", "10G", "--kill-grace", "1"),
+        env={"PATH": VENV_PATH},
     )
     yield service.address
     service.kill()
