@@ -172,14 +172,6 @@ class Store:
                 [(backing_id, job_id) for job_id, backing_id in submitted],
             )
 
-    def set_started(self, started: Sequence[tuple[int, str | None, float]]) -> None:
-        with self._transaction() as db:
-            db.executemany(
-                "UPDATE jobs SET state = 'running', backing_id = COALESCE(?, backing_id), started_at = ? "
-                "WHERE job_id = ? AND state IN ('queued', 'submitted')",
-                [(backing_id, at, job_id) for job_id, backing_id, at in started],
-            )
-
     def set_requeued(self, job_ids: Sequence[int]) -> None:
         with self._transaction() as db:
             db.executemany(
@@ -194,10 +186,21 @@ class Store:
                 [(at, job_id) for job_id in job_ids],
             )
 
-    def record_updates(self, updates: Sequence[NewUpdate], at: float, checkpoints: Mapping[str, int]) -> None:
-        """Append updates to the log, mark their jobs ended and save the driver's checkpoints,
-        in one transaction."""
+    def record(
+        self,
+        started: Sequence[tuple[int, str | None, float]],
+        updates: Sequence[NewUpdate],
+        at: float,
+        checkpoints: Mapping[str, int],
+    ) -> None:
+        """In one transaction: mark jobs started (job id, backing id or None, when), append
+        updates to the log and mark their jobs ended, and save the driver's checkpoints."""
         with self._transaction() as db:
+            db.executemany(
+                "UPDATE jobs SET state = 'running', backing_id = COALESCE(?, backing_id), started_at = ? "
+                "WHERE job_id = ? AND state IN ('queued', 'submitted')",
+                [(backing_id, when, job_id) for job_id, backing_id, when in started],
+            )
             db.executemany(
                 "INSERT INTO checkpoints (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 list(checkpoints.items()),

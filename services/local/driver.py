@@ -68,6 +68,8 @@ class LocalDriver(Driver):
         self._deadlines: list[tuple[float, int]] = []  # heap of (deadline, job_id)
         self._closing = False
         self._reaper: Reaper | None = None
+        # Jobs start from the service's environment; read once (os.environ decodes on every read).
+        self._base_environment = dict(os.environ)
 
     # ---- Driver ------------------------------------------------------------------------------
 
@@ -195,7 +197,7 @@ class LocalDriver(Driver):
             self._start(job, grant)
 
     def _start(self, job: Job, grant: Grant) -> None:
-        environment = {**os.environ, **self._job_environment(job, grant)}
+        environment = {**self._base_environment, **self._job_environment(job, grant)}
         token = f"{self.instance_id}-{job.job_id}"
         try:
             process = processes.start(
