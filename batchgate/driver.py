@@ -107,6 +107,9 @@ class Outcome:
     exit_status: int
     wall_time: float | None = None  # seconds the job ran, where known
     message: str = ""
+    # The scheduler's own id, when the driver learns it only now (a gateway passes on its
+    # backend's); empty keeps the backing id the job was submitted or started with.
+    backing_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -180,12 +183,14 @@ class Driver(abc.ABC):
         return job.backend
 
     @abc.abstractmethod
-    def submit(self, jobs: Sequence[Job]) -> Sequence[str]:
+    def submit(self, jobs: Sequence[Job]) -> Sequence[str | None]:
         """Hand jobs to the scheduler; return their scheduler ids in the same order ("" where
         the id comes later, with `events.started`).
 
         A job the scheduler refuses is reported with `events.ended` (ExitReason.ERROR and why).
         Raise only when the scheduler cannot be reached: the kit keeps the jobs and retries.
+        None for a job means the same for that job alone (a router whose other backends took
+        theirs): the kit keeps it queued and offers it again later.
         """
 
     @abc.abstractmethod
@@ -202,6 +207,11 @@ class Driver(abc.ABC):
         return SchedulingStatus(message="")
 
     def node_types(self) -> list[pb.NodeType]:
+        return []
+
+    def refusals(self, job: Job) -> list[pb.Shortfall]:
+        """Why backends would not take `job`: a router's account, for CheckJob, of the backends
+        it passed over; [] for a backend (the kit reports its own refusal)."""
         return []
 
     def seconds_running(self) -> dict[int, float] | None:

@@ -198,7 +198,7 @@ class BatchService:
 
     def check(self, spec: pb.JobSpec) -> pb.CheckJobResponse:
         try:
-            self.resolve(spec, "spec")
+            job, _ = self.resolve(spec, "spec")
         except InvalidArgument:
             raise
         except BatchgateError as refusal:
@@ -206,7 +206,9 @@ class BatchService:
             return pb.CheckJobResponse(
                 accepted=False,
                 message=refusal.message,
-                refusals=[
+                # A router's refusal carries each of its backends' (`refusals`).
+                refusals=getattr(refusal, "refusals", None)
+                or [
                     pb.Shortfall(
                         backend=self.name,
                         resource=details,
@@ -216,7 +218,10 @@ class BatchService:
                     )
                 ],
             )
-        return pb.CheckJobResponse(accepted=True, backend=self.name, message=f"backend {self.name!r} can run this job")
+        backend = job.backend if self.driver.routes else self.name
+        return pb.CheckJobResponse(
+            accepted=True, backend=backend, refusals=self.driver.refusals(job), message=f"backend {backend!r} can run this job"
+        )
 
     # ---- dispatch ----------------------------------------------------------------------------
 
@@ -232,25 +237,33 @@ class BatchService:
                 if not batch:
                     continue
                 try:
-                    backing_ids = self.driver.submit([live.job for live in batch])
+                    backing_ids: Sequence[str | None] = self.driver.submit([live.job for live in batch])
                 except Exception as error:  # the driver could not reach its scheduler: keep the jobs, retry
-                    failures += 1
-                    delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1]
-                    log.warning("submitting %d job(s) failed (%s); retrying in %.1f s", len(batch), error, delay)
-                    with self._dispatch_ready:
-                        self._dispatch_queue.extendleft(reversed([live.job.job_id for live in batch]))
-                    self._stopping.wait(delay)
-                    continue
-                failures = 0
+                    log.warning("submitting %d job(s) failed: %s", len(batch), error)
+                    backing_ids = [None] * len(batch)
                 submitted: list[tuple[int, str]] = []
+                deferred: list[int] = []  # not handed over: queued again, in order
                 with self._jobs_lock:
                     for live, backing_id in zip(batch, backing_ids, strict=True):
-                        if live.state is JobState.QUEUED:  # not already started, ended or killed
+                        if backing_id is None:
+                            deferred.append(live.job.job_id)
+                        elif live.state is JobState.QUEUED:  # not already started, ended or killed
                             live.state = JobState.SUBMITTED
                             live.backing_id = backing_id
-                            submitted.append((live.job.job_id, backing_id))
+                            if backing_id:  # without an id there is nothing to adopt after a crash
+                                submitted.append((live.job.job_id, backing_id))
                 if submitted:
                     self.store.set_submitted(submitted)
+                if deferred:
+                    with self._dispatch_ready:
+                        self._dispatch_queue.extendleft(reversed(deferred))
+            if not deferred:
+                failures = 0
+                continue
+            failures += 1
+            delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1]
+            log.warning("%d job(s) could not be submitted; retrying in %.1f s", len(deferred), delay)
+            self._stopping.wait(delay)  # outside the submit lock: kills need not wait for the retry
 
     def _take_dispatch_batch(self) -> list[LiveJob]:
         batch: list[LiveJob] = []
@@ -343,12 +356,13 @@ class BatchService:
                     live.state = JobState.ENDED
                     del self._jobs[report.job_id]
                     ended.append((live, report))
-        if started:
-            self.store.set_started(started)
-        if ended or checkpoints:
-            self._publish(ended, checkpoints)
+        if started or ended or checkpoints:
+            self._publish(started, ended, checkpoints)
 
-    def _publish(self, ended: list[tuple[LiveJob, _Ended]], checkpoints: dict[str, int]) -> None:
+    def _publish(
+        self, started: list[tuple[int, str | None, float]], ended: list[tuple[LiveJob, _Ended]], checkpoints: dict[str, int]
+    ) -> None:
+        """Commit what the driver reported in one transaction, then let the streams see it."""
         logged: list[LoggedUpdate] = []
         for sequence, (live, report) in zip(self.updates.next_sequences(len(ended)), ended, strict=True):
             outcome = report.outcome
@@ -357,15 +371,16 @@ class BatchService:
                 job_id=live.job.job_id,
                 exit_reason=int(outcome.exit_reason),
                 exit_status=outcome.exit_status,
-                backing_id=live.backing_id,
+                backing_id=outcome.backing_id or live.backing_id,
                 message=outcome.message,
                 job_set=live.job.job_set,
-                backend=self.name,
+                backend=live.job.backend if self.driver.routes else self.name,
             )
             if outcome.wall_time is not None:
                 update.wall_time_seconds = outcome.wall_time
             logged.append(LoggedUpdate(sequence, live.job.job_set, update))
-        self.store.record_updates(
+        self.store.record(
+            started,
             [NewUpdate(item.sequence, item.update.job_id, item.job_set, item.update.SerializeToString()) for item in logged],
             time.time(),
             checkpoints,
@@ -415,6 +430,8 @@ class BatchService:
 
     def capabilities(self) -> pb.GetCapabilitiesResponse:
         capabilities = limits_to_proto(self.driver.limits(), self.name, self.driver.kind)
+        if self.driver.options_field:  # so a gateway knows where a job's typed options may go
+            capabilities.features.append(f"options:{self.driver.options_field}")
         capabilities.backends.extend(self.driver.backend_capabilities())
         return capabilities
 
