@@ -10,6 +10,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from harness import RunningService, spec, start_service
 
 from batchgate.client import BatchgateClient, job_spec
 from batchgate.errors import (
@@ -356,12 +357,37 @@ def test_a_stream_the_service_refuses_raises_instead_of_waiting() -> None:
         server.stop(None)
 
 
-@pytest.mark.skipif(
-    "deadlocked" not in pb.GetSchedulingStatusResponse.DESCRIPTOR.fields_by_name,
-    reason="GetSchedulingStatusResponse has no deadlocked field yet",
-)
-def test_an_empty_wait_on_a_deadlocked_service_raises(service: tuple[ScriptedServicer, str], client: BatchgateClient) -> None:
-    servicer, _ = service
-    servicer.answers["GetSchedulingStatus"] = pb.GetSchedulingStatusResponse(message="3 jobs need 64 GiB", deadlocked=True)
-    with pytest.raises(DeadlockException, match="64 GiB"):
-        client.get_updated_job(max_wait=0.3)
+# --- against a real local service --------------------------------------------------------------
+
+
+def test_the_stream_carries_on_across_a_restart_of_a_real_service(local_service: RunningService) -> None:
+    with BatchgateClient(local_service.address, job_set="restart") as client:
+        quick = client.issue_many([spec("true"), spec("true")])
+        # Still running at the stop: the local backend stops them and runs them anew after it.
+        slow = client.issue_many([spec("sleep 2"), spec("sleep 2")])
+        before = [client.get_updated_job(max_wait=WAIT) for _ in quick]
+        assert sorted(update.job_id for update in before if update) == sorted(quick)
+        local_service.stop()
+        restarted = local_service.restart()
+        try:
+            after = [client.get_updated_job(max_wait=WAIT) for _ in slow]
+            assert sorted(update.job_id for update in after if update) == sorted(slow)
+            assert client.get_updated_job(max_wait=0.5) is None
+        finally:
+            restarted.kill()
+    sequences = [update.sequence for update in before + after if update]
+    assert sequences == sorted(set(sequences)), "updates repeated or out of order"
+
+
+def test_a_wait_on_a_deadlocked_real_service_raises(local_service: RunningService) -> None:
+    with BatchgateClient(local_service.address) as client:
+        client.issue(spec("sleep 600", memory=1536 * 1024**2))
+        local_service.stop()
+        # Back with less memory than the queued job needs: it can never start.
+        smaller = start_service("local", local_service.state_dir, "--cores", "2", "--memory", "1G", "--disk", "10G",
+                                listen=local_service.address, log_suffix="-smaller")  # fmt: skip
+        try:
+            with pytest.raises(DeadlockException, match="larger than this machine's budget"):
+                client.get_updated_job(max_wait=0.5)
+        finally:
+            smaller.kill()
