@@ -53,7 +53,7 @@ OPTIONS = (
 def add_options(parser: ArgumentParser | _ArgumentGroup) -> None:
     for option in OPTIONS:
         # Toil's parser is configargparse's, whose add_argument takes env_var.
-        parser.add_argument(option.flag, dest=option.dest, default=None, env_var=option.env_var, help=option.help)  # type: ignore[call-arg]
+        parser.add_argument(option.flag, dest=option.dest, default=None, env_var=option.env_var, help=option.help)
 
 
 def set_options(set_option: OptionSetter) -> None:
