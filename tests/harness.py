@@ -90,9 +90,8 @@ def start_service(
     log_path = state_dir / f"service{log_suffix}.log"
     environment = {**os.environ, **(env or {})}
     command = [
-        sys.executable,
-        "-c",
-        "import sys; from batchgate import server; sys.exit(server.main(sys.argv[1], sys.argv[2:]))",
+        str(Path(sys.executable).parent / "batchgate"),  # the installed command, as a user runs it
+        "serve",
         name,
         "--listen",
         listen,
