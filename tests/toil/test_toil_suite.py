@@ -8,10 +8,16 @@ run, through Toil's limits and the backend's (CheckJob).
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
-from toil.test.batchSystems.batchSystemTest import hidden, numCores
 
 from toil_batch_system_batchgate.batch_system import BatchgateBatchSystem
+
+with warnings.catch_warnings():
+    # The module marks Toil's own tests (mesos, slurm, ...) with marks this project has no use for.
+    warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
+    from toil.test.batchSystems.batchSystemTest import hidden, numCores
 
 
 class TestToilSuiteOnBatchgate(hidden.AbstractBatchSystemTest):
