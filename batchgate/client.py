@@ -11,7 +11,9 @@ InsufficientSystemResources, InvalidArgument, BackendUnavailable, ...
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -30,11 +32,29 @@ from batchgate.v1 import batchgate_pb2_grpc as rpc
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 ADDRESS_VARIABLE = "BATCHGATE_ADDRESS"
 
+# A call that meets a restarting service (UNAVAILABLE) is tried again by gRPC itself; issue
+# calls are safe to repeat because the client gives every job a request key.
+RETRY_POLICY = {
+    "methodConfig": [
+        {
+            "name": [{"service": "batchgate.v1.BatchSystem"}],
+            "retryPolicy": {
+                "maxAttempts": 5,
+                "initialBackoff": "0.1s",
+                "maxBackoff": "2s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ]
+}
 # gRPC's own reconnect backoff grows to 120 s; a service restarted behind a long-lived client
 # should be found again within a couple of seconds.
 CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.enable_retries", 1),
+    ("grpc.service_config", json.dumps(RETRY_POLICY)),
 ]
 
 Response = TypeVar("Response", bound=Message)
@@ -64,7 +84,6 @@ class BatchgateClient:
         self.timeout = timeout
         self._channel = open_channel(self.address, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
         self._stub = rpc.BatchSystemStub(self._channel)
-        self._connected = False
         self._cursor = after_sequence
         self._feed: UpdateFeed | None = None
 
@@ -154,26 +173,28 @@ class BatchgateClient:
         self.close()
 
     def _call(self, method: Callable[..., Response], request: Message) -> Response:
-        # The first call waits for the connection (a service may still be starting); later ones
-        # fail at once when the service is gone, so the caller hears of it.
+        # Every call waits (up to the timeout) for a service that is starting or restarting: a
+        # workflow engine rides through a restart instead of failing in the middle of a run.
         try:
-            response = method(request, timeout=self.timeout, wait_for_ready=not self._connected)
+            response = method(request, timeout=self.timeout, wait_for_ready=True)
         except grpc.RpcError as error:
-            if not self._connected and error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise ServiceError(
                     grpc.StatusCode.DEADLINE_EXCEEDED,
                     f"no answer from {self.address} within {self.timeout:g} s; is the service running there?",
                 ) from error
             raise from_rpc_error(error) from error
-        self._connected = True
         return response
 
     def _in_job_set(self, spec: pb.JobSpec) -> pb.JobSpec:
-        if spec.job_set or not self.job_set:
+        """The spec as sent: in the client's job set unless it names one, and with a request
+        key, so that a call repeated after a lost answer issues nothing twice."""
+        if spec.request_key and (spec.job_set or not self.job_set):
             return spec
         scoped = pb.JobSpec()
         scoped.CopyFrom(spec)
-        scoped.job_set = self.job_set
+        scoped.job_set = spec.job_set or self.job_set
+        scoped.request_key = spec.request_key or uuid.uuid4().hex
         return scoped
 
     def _next_update(self, max_wait: float | None) -> pb.UpdatedJob | None:

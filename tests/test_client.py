@@ -209,18 +209,30 @@ def test_the_first_call_waits_for_a_service_that_is_still_starting() -> None:
             servers[0].stop(None)
 
 
-def test_later_calls_fail_at_once_when_the_service_is_gone() -> None:
-    servicer = ScriptedServicer()
-    servicer.answers["GetCapabilities"] = pb.GetCapabilitiesResponse(backend="local")
-    server, address = start_server(servicer)
-    # A client that waited for the service to come back would fail only at the deadline, with
-    # DEADLINE_EXCEEDED; one that fails at once says UNAVAILABLE.
-    with BatchgateClient(address, timeout=WAIT) as client:
-        client.capabilities()
-        server.stop(None)
-        with pytest.raises(ServiceError) as raised:
-            client.capabilities()
-    assert raised.value.status_code == grpc.StatusCode.UNAVAILABLE
+def test_calls_ride_through_a_restart_of_the_service(tmp_path: Path) -> None:
+    service = start_service("local", tmp_path / "local", "--cores", "2")
+    restarted: list[RunningService] = []
+    with BatchgateClient(service.address, timeout=WAIT) as client:
+        first = client.issue(spec("true"))
+        service.stop()
+        later = threading.Timer(1.0, lambda: restarted.append(service.restart()))
+        later.start()
+        try:
+            second = client.issue(spec("true"))  # made while nothing listens: waits, then lands
+        finally:
+            later.join()
+            restarted[0].kill()
+    assert second > first
+
+
+def test_every_issued_spec_carries_a_request_key(service: tuple[ScriptedServicer, str], client: BatchgateClient) -> None:
+    # So a call that gRPC repeats after a lost answer cannot issue the job twice.
+    servicer, _ = service
+    servicer.answers["IssueJobs"] = pb.IssueJobsResponse(job_ids=[7, 8])
+    client.issue_many([job_spec("a"), job_spec("b", request_key="mine")])
+    (request,) = servicer.requests["IssueJobs"]
+    keys = [spec.request_key for spec in request.specs]
+    assert keys[0] and keys[1] == "mine"
 
 
 def test_no_service_at_the_address_is_reported_with_the_address() -> None:
