@@ -9,8 +9,10 @@ run, through Toil's limits and the backend's (CheckJob).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 
 import pytest
+from toil_services import running_batchgate
 
 from toil_batch_system_batchgate.batch_system import BatchgateBatchSystem
 
@@ -20,12 +22,17 @@ with warnings.catch_warnings():
     from toil.test.batchSystems.batchSystemTest import hidden, numCores
 
 
-class TestToilSuiteOnBatchgate(hidden.AbstractBatchSystemTest):
+class ToilSuiteOnBatchgate(hidden.AbstractBatchSystemTest):
+    __test__ = False  # run by the subclasses below, one per deployment
+    deployment: str
     batchgate_address: str
 
-    @pytest.fixture(autouse=True)
-    def _service(self, batchgate_address: str) -> None:
-        type(self).batchgate_address = batchgate_address
+    # unittest classes take no parametrized fixtures, hence a class per deployment.
+    @pytest.fixture(autouse=True, scope="class")
+    def _service(self, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+        with running_batchgate(self.deployment, tmp_path_factory.mktemp(self.deployment)) as address:
+            request.cls.batchgate_address = address
+            yield
 
     def supportsWallTime(self) -> bool:
         return True
@@ -34,3 +41,13 @@ class TestToilSuiteOnBatchgate(hidden.AbstractBatchSystemTest):
         self.config.batchgate_address = self.batchgate_address
         # The limits Toil's suite gives every batch system it tests.
         return BatchgateBatchSystem(config=self.config, maxCores=numCores, maxMemory=int(1e9), maxDisk=2001)
+
+
+class TestToilSuiteOnALocalBackend(ToilSuiteOnBatchgate):
+    __test__ = True
+    deployment = "local"
+
+
+class TestToilSuiteThroughTheGateway(ToilSuiteOnBatchgate):
+    __test__ = True
+    deployment = "gateway"
