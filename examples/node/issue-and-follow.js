@@ -1,0 +1,124 @@
+#!/usr/bin/env node
+// Issue N copies of a shell command to a batchgate service and follow the update stream until
+// every one of them has been reported. Built from proto/ alone: no generated code.
+//
+//   node issue-and-follow.js [--address HOST:PORT] [--count N] [--cores C] COMMAND
+'use strict';
+
+const path = require('node:path');
+const { randomUUID } = require('node:crypto');
+const { parseArgs, promisify } = require('node:util');
+const grpc = require('@grpc/grpc-js');
+const protoLoader = require('@grpc/proto-loader');
+const protobuf = require('protobufjs');
+
+const PROTO_ROOT = path.join(__dirname, '..', '..', 'proto');
+// keepCase: the field names of the .proto; longs as strings: int64 ids lose nothing.
+const LOAD_OPTIONS = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true };
+
+const USAGE = 'usage: issue-and-follow.js [--address HOST:PORT] [--count N] [--cores C] COMMAND';
+
+function parseCommandLine() {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      options: {
+        address: { type: 'string', default: '127.0.0.1:50051' },
+        count: { type: 'string', default: '1' },
+        cores: { type: 'string' },
+      },
+      allowPositionals: true,
+    });
+  } catch (error) {
+    exitWithUsage(error.message);
+  }
+  const { values, positionals } = parsed;
+  const count = Number(values.count);
+  if (!Number.isInteger(count) || count < 1) exitWithUsage(`--count must be a whole number >= 1, not ${values.count}`);
+  if (positionals.length !== 1) exitWithUsage('give the command as one argument (quote it)');
+  // Cores left out take the service's default; the service checks the number.
+  const cores = values.cores === undefined ? undefined : Number(values.cores);
+  return { address: values.address, count, cores, command: positionals[0] };
+}
+
+function exitWithUsage(problem) {
+  console.error(`${problem}\n${USAGE}`);
+  process.exit(2);
+}
+
+function connect(address) {
+  const definition = protoLoader.loadSync('batchgate/v1/batchgate.proto', { ...LOAD_OPTIONS, includeDirs: [PROTO_ROOT] });
+  const { BatchSystem } = grpc.loadPackageDefinition(definition).batchgate.v1;
+  return new BatchSystem(address, grpc.credentials.createInsecure());
+}
+
+function describeUpdate(update) {
+  const wallTime = update.wall_time_seconds == null ? '-' : `${update.wall_time_seconds.toFixed(3)}s`;
+  const words = [
+    `seq=${update.sequence}`,
+    `job=${update.job_id}`,
+    `reason=${update.exit_reason}`,
+    `exit_status=${update.exit_status}`,
+    `wall_time=${wallTime}`,
+  ];
+  if (update.message) words.push(`message=${JSON.stringify(update.message)}`);
+  return words.join(' ');
+}
+
+async function issueAndFollow(client, { count, cores, command }) {
+  // A job set of our own: the stream then carries only these jobs' updates.
+  const jobSet = `node-example-${randomUUID()}`;
+  const spec = { command, job_set: jobSet, cores };
+  const { job_ids: jobIds } = await promisify(client.IssueJobs.bind(client))({ specs: Array(count).fill(spec) });
+  console.log(`issued jobs ${jobIds.join(' ')} in job set ${jobSet}`);
+
+  const waiting = new Set(jobIds);
+  const stream = client.GetUpdatedJob({ after_sequence: 0, job_set: jobSet });
+  try {
+    for await (const response of stream) {
+      for (const update of response.updates) {  // none: a keep-alive
+        console.log(describeUpdate(update));
+        waiting.delete(update.job_id);
+      }
+      if (waiting.size === 0) return;
+    }
+    throw new Error(`the update stream ended with jobs ${[...waiting].join(' ')} unreported`);
+  } finally {
+    stream.cancel();
+  }
+}
+
+// A failed call carries a google.rpc.Status in its trailers, whose details say which field was
+// wrong (BadRequest) or which resource was short (ErrorInfo). Its .proto files ship with the
+// googleapis-common-protos Python package; GOOGLEAPIS_PROTOS names the folder holding google/.
+function describeStatusDetails(error) {
+  const [encoded] = error.metadata.get('grpc-status-details-bin');
+  if (!encoded) return [];
+  const protos = process.env.GOOGLEAPIS_PROTOS;
+  if (!protos) return ['(set GOOGLEAPIS_PROTOS to read the structured details)'];
+  const root = new protobuf.Root();
+  root.resolvePath = (origin, target) => path.join(protos, target);
+  root.loadSync(['google/rpc/status.proto', 'google/rpc/error_details.proto'], { keepCase: true });
+  const status = root.lookupType('google.rpc.Status').decode(encoded);
+  return status.details.map((any) => {
+    const type = root.lookupType(any.type_url.slice(any.type_url.lastIndexOf('/') + 1));
+    return `${type.name} ${JSON.stringify(type.toObject(type.decode(any.value)))}`;
+  });
+}
+
+async function main() {
+  const options = parseCommandLine();
+  const client = connect(options.address);
+  try {
+    await issueAndFollow(client, options);
+  } catch (error) {
+    if (typeof error.code !== 'number') throw error;  // not a gRPC status: Node prints it with its stack
+    console.error(`error: ${grpc.status[error.code]}: ${error.details}`);
+    for (const line of describeStatusDetails(error)) console.error(`  ${line}`);
+    process.exitCode = 1;
+  } finally {
+    client.close();
+  }
+}
+
+main();
