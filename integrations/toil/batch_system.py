@@ -72,6 +72,7 @@ class BatchgateBatchSystem(BatchSystemSupport):
         )
         self._issued: set[int] = set()  # issued by this instance, not yet reported or killed
         self._issued_lock = threading.Lock()
+        self._deadlocked_since: float | None = None  # since when the service says nothing can start
 
     def issueBatchJob(
         self, command: str, job_desc: JobDescription, job_environment: dict[str, str] | None = None
@@ -142,7 +143,9 @@ class BatchgateBatchSystem(BatchSystemSupport):
             try:
                 update = self.client.get_updated_job(max(0.0, deadline - time.monotonic()))
             except errors.DeadlockException as deadlock:
-                raise DeadlockException(deadlock.message) from deadlock
+                self._raise_if_deadlocked_too_long(deadlock)
+                return None
+            self._deadlocked_since = None
             if update is None:
                 return None
             with self._issued_lock:
@@ -151,6 +154,16 @@ class BatchgateBatchSystem(BatchSystemSupport):
             if ours:
                 return translate.update_info(update)
             log.debug("skipping the update of batchgate job %d, which this leader did not issue", update.job_id)
+
+    def _raise_if_deadlocked_too_long(self, deadlock: errors.DeadlockException) -> None:
+        """Toil's DeadlockException once the service has said for --deadlockWait seconds that
+        its queued jobs can never start: a node down for a moment must not end the workflow."""
+        now = time.monotonic()
+        if self._deadlocked_since is None:
+            log.warning("%s; the workflow stops if this lasts %d s (--deadlockWait)", deadlock.message, self.config.deadlockWait)
+            self._deadlocked_since = now
+        if now - self._deadlocked_since >= self.config.deadlockWait:
+            raise DeadlockException(deadlock.message) from deadlock
 
     def getSchedulingStatusMessage(self) -> str | None:
         return self.client.scheduling_status() or None

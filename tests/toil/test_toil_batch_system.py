@@ -1,14 +1,17 @@
 """The plugin's own promises, beyond Toil's suite: one workflow's jobs are its own, wall-time
-kills reach Toil as TIMELIMIT, refusals carry the backend's numbers, shutdown leaves nothing."""
+kills reach Toil as TIMELIMIT, refusals carry the backend's numbers, a lasting deadlock ends the
+workflow (a passing one does not), shutdown leaves nothing."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import wait_until
+from harness import start_service, wait_until
+from toil.batchSystems import DeadlockException
 from toil.batchSystems.abstractBatchSystem import BatchJobExitReason, InsufficientSystemResources
 from toil.common import Config
 from toil.job import JobDescription, Requirer
@@ -116,3 +119,23 @@ def test_shutdown_kills_the_jobs_still_issued(batchgate_address: str) -> None:
     plugin.shutdown()
     with BatchgateClient(batchgate_address, job_set=plugin.config.workflowID) as service:
         assert service.issued_job_ids() == []
+
+
+def test_a_deadlock_ends_the_workflow_only_once_it_has_lasted_deadlock_wait(tmp_path: Path) -> None:
+    service = start_service("local", tmp_path, "--cores", "2", "--memory", "2G", "--disk", "10G")
+    plugin = batch_system(service.address)
+    try:
+        plugin.issueBatchJob("sleep 600", description("too big", memory=1536 * 1024**2))
+        service.stop()
+        # Back with less memory than the queued job needs: it can never start.
+        service = start_service("local", tmp_path, "--cores", "2", "--memory", "1G", "--disk", "10G",
+                                listen=service.address, log_suffix="-smaller")  # fmt: skip
+
+        plugin.config.deadlockWait = 3600
+        assert plugin.getUpdatedBatchJob(maxWait=1) is None
+        plugin.config.deadlockWait = 0
+        with pytest.raises(DeadlockException, match="larger than this machine's budget"):
+            plugin.getUpdatedBatchJob(maxWait=1)
+    finally:
+        plugin.shutdown()
+        service.kill()
