@@ -48,7 +48,23 @@ def local_target(tmp_path: Path) -> Iterator[Target]:
         target.close()
 
 
+@contextlib.contextmanager
+def gateway_target(tmp_path: Path) -> Iterator[Target]:
+    """A local backend behind a gateway; clients talk to the gateway, and restart() restarts it."""
+    backend = start_service("local", tmp_path / "local", *LOCAL_ARGS)
+    try:
+        gateway = start_service("gateway", tmp_path / "gateway", "--backends", f"local={backend.address}")
+        target = Target("gateway", gateway, max_cores=4, max_memory=4 * 1024**3)
+        try:
+            yield target
+        finally:
+            target.close()
+    finally:
+        backend.kill()
+
+
 # name -> factory; other backends' suites add theirs here.
 TARGETS: dict[str, Callable[[Path], contextlib.AbstractContextManager[Target]]] = {
     "local": local_target,
+    "gateway": gateway_target,
 }
