@@ -28,16 +28,16 @@ def toil_options(tmp_path: Path, address: str, *extra: str) -> argparse.Namespac
 
 
 @pytest.mark.slow
-def test_a_fan_out_with_a_failing_then_retried_job_runs_to_completion(tmp_path: Path, batchgate_address: str) -> None:
+def test_a_fan_out_with_a_failing_then_retried_job_runs_to_completion(tmp_path: Path, any_backend_address: str) -> None:
     attempts = tmp_path / "attempts"
-    with Toil(toil_options(tmp_path, batchgate_address, "--retryCount", "1")) as toil:
+    with Toil(toil_options(tmp_path, any_backend_address, "--retryCount", "1")) as toil:
         result = toil.start(Job.wrapJobFn(fan_out, WIDTH, str(attempts), **SMALL))
         workflow_id = toil.config.workflowID
 
     assert result == sum(number * number for number in range(WIDTH)) + 1000
     assert attempts.read_text().splitlines() == ["attempt", "attempt"]
     # The jobs ran as batchgate jobs in the workflow's job set, the failed attempt among them.
-    with BatchgateClient(batchgate_address, job_set=workflow_id) as client:
+    with BatchgateClient(any_backend_address, job_set=workflow_id) as client:
         updates = list(client.updates(after_sequence=0, timeout=1))
     assert len(updates) >= WIDTH + 3  # the root, the squares, two attempts, the sum
     assert len([update for update in updates if update.exit_status != 0]) == 1

@@ -10,8 +10,13 @@ from pathlib import Path
 
 from harness import RunningService, start_service
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "slurm"))
+from slurm_cluster import ensure_slurm  # noqa: E402
+
 # A local backend alone, or behind the gateway: the plugin must not tell the difference.
 DEPLOYMENTS = ("local", "gateway")
+# And a real Slurm, for what holds on any backend whatever its size.
+ALL_BACKENDS = (*DEPLOYMENTS, "slurm")
 
 LOCAL_BUDGET = ("--cores", "2", "--memory", "4G", "--disk", "10G", "--kill-grace", "1")
 
@@ -22,10 +27,14 @@ VENV_PATH = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("P
 
 @contextmanager
 def running_batchgate(deployment: str, root: Path) -> Iterator[str]:
-    """The address of a running deployment, whose local backend is named 'local'."""
+    """The address of a running deployment; its local backend is named 'local'."""
     services: list[RunningService] = []
     try:
-        services.append(start_service("local", root / "local", *LOCAL_BUDGET, env={"PATH": VENV_PATH}))
+        if deployment == "slurm":
+            ensure_slurm()
+            services.append(start_service("slurm", root / "slurm", "--slurm-poll-interval", "0.5", env={"PATH": VENV_PATH}))
+        else:
+            services.append(start_service("local", root / "local", *LOCAL_BUDGET, env={"PATH": VENV_PATH}))
         if deployment == "gateway":
             services.append(start_service("gateway", root / "gateway", "--backends", f"local={services[0].address}"))
         yield services[-1].address
