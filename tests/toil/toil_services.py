@@ -10,9 +10,6 @@ from pathlib import Path
 
 from harness import RunningService, start_service
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "slurm"))
-from slurm_cluster import ensure_slurm  # noqa: E402
-
 # A local backend alone, or behind the gateway: the plugin must not tell the difference.
 DEPLOYMENTS = ("local", "gateway")
 # And a real Slurm, for what holds on any backend whatever its size.
@@ -31,7 +28,7 @@ def running_batchgate(deployment: str, root: Path) -> Iterator[str]:
     services: list[RunningService] = []
     try:
         if deployment == "slurm":
-            ensure_slurm()
+            ensure_slurm()  # the Slurm tests' own cluster, installed and started if need be
             services.append(start_service("slurm", root / "slurm", "--slurm-poll-interval", "0.5", env={"PATH": VENV_PATH}))
         else:
             services.append(start_service("local", root / "local", *LOCAL_BUDGET, env={"PATH": VENV_PATH}))
@@ -41,3 +38,10 @@ def running_batchgate(deployment: str, root: Path) -> Iterator[str]:
     finally:
         for service in reversed(services):
             service.kill()
+
+
+def ensure_slurm() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "slurm"))
+    from slurm_cluster import ensure_slurm as start_the_cluster
+
+    start_the_cluster()
