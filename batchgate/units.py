@@ -10,8 +10,9 @@ _POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
 
 
 def parse_bytes(text: str) -> int:
-    """Bytes in `text`. Suffixes K, M, G, T are binary (1024-based), as Toil and Slurm read them;
-    "KB"/"MB"... are binary too, and a bare number is bytes."""
+    """Bytes in `text`. K, M, G, T (also Ki, KiB, KB...) are binary, 1024-based, as Slurm reads
+    them; a bare number is bytes. (Toil reads "8G" as decimal and only "8Gi" as binary: batchgate
+    takes both as 8 GiB, the larger, so a job never gets less than it asked for.)"""
     match = _SIZE.match(text)
     if not match:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 512M, 2G, 1.5GiB)")
