@@ -9,6 +9,7 @@ from typing import TypeVar
 import grpc
 from google.protobuf.message import Message
 
+from batchgate.driver import AcceleratorRequest, Limits
 from batchgate.errors import BackendUnavailable, BatchgateError, from_rpc_error
 from batchgate.v1 import batchgate_pb2 as pb
 from batchgate.v1 import batchgate_pb2_grpc as pb_grpc
@@ -32,6 +33,7 @@ class Backend:
         self.channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
         self.stub = pb_grpc.BatchSystemStub(self.channel)
         self.capabilities: pb.GetCapabilitiesResponse | None = None  # None until first reached
+        self.limits: Limits | None = None  # the same, as routing reads them
         self.available = False  # set by the backend's upstream follower only
 
     def call(self, method: Callable[..., Response], request: Message, *, timeout: float | None = None) -> Response:
@@ -55,7 +57,23 @@ class Backend:
         except grpc.RpcError as error:
             raise self.error(error) from None
         capabilities.backend = self.name  # the name clients route by, whatever the backend calls itself
+        self.limits = limits_of(capabilities)
         self.capabilities = capabilities
 
     def close(self) -> None:
         self.channel.close()
+
+
+def limits_of(capabilities: pb.GetCapabilitiesResponse) -> Limits:
+    """The inverse of jobspec.limits_to_proto (0 there means no known limit)."""
+    return Limits(
+        max_cores=capabilities.max_cores or None,
+        max_memory=capabilities.max_memory or None,
+        max_disk=capabilities.max_disk or None,
+        max_wall_time=capabilities.max_wall_time_seconds or None,
+        accelerators=tuple(
+            AcceleratorRequest(count=offered.count, kind=offered.kind, model=offered.model, brand=offered.brand, api=offered.api)
+            for offered in (capacity.accelerator for capacity in capabilities.accelerators)
+        ),
+        supports_preemptible=capabilities.supports_preemptible,
+    )

@@ -81,7 +81,7 @@ class GatewayDriver(Driver):
     # ---- routing -----------------------------------------------------------------------------
 
     def limits(self) -> Limits:
-        return routing.largest([routing.limits_of(b.capabilities) for b in self._backends if b.capabilities is not None])
+        return routing.largest([backend.limits for backend in self._backends if backend.limits is not None])
 
     def validate(self, job: Job) -> None:
         routing.check_request(job, self._backends)

@@ -7,14 +7,17 @@ backend per job: IssueJob through the gateway costs no extra round trip.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import TypeVar
 
-from batchgate.driver import AcceleratorRequest, Job, Limits
+from batchgate.driver import Job, Limits
 from batchgate.errors import BackendUnavailable, InsufficientSystemResources, InvalidArgument
 from batchgate.jobspec import shortfall
 from batchgate.v1 import batchgate_pb2 as pb
 
 from .backend import Backend
+
+Amount = TypeVar("Amount", int, float)
 
 # JobSpec's typed options by message type: "batchgate.v1.SlurmOptions" -> "slurm".
 OPTION_FIELDS = {field.message_type.full_name: field.name for field in pb.JobSpec.DESCRIPTOR.oneofs_by_name["backend_options"].fields}
@@ -92,48 +95,32 @@ def refusals(job: Job, backends: Sequence[Backend]) -> list[pb.Shortfall]:
     return found
 
 
-def limits_of(capabilities: pb.GetCapabilitiesResponse) -> Limits:
-    """The inverse of jobspec.limits_to_proto (0 there means no known limit)."""
-    return Limits(
-        max_cores=capabilities.max_cores or None,
-        max_memory=capabilities.max_memory or None,
-        max_disk=capabilities.max_disk or None,
-        max_wall_time=capabilities.max_wall_time_seconds or None,
-        accelerators=tuple(
-            AcceleratorRequest(count=offered.count, kind=offered.kind, model=offered.model, brand=offered.brand, api=offered.api)
-            for offered in (capacity.accelerator for capacity in capabilities.accelerators)
-        ),
-        supports_preemptible=capabilities.supports_preemptible,
-    )
-
-
 def largest(every: Sequence[Limits]) -> Limits:
-    """The most any one of these backends can give one job (None: one of them sets no limit)."""
-    if not every:
-        return Limits()
-
-    def most(values: list[float | None]) -> float | None:
-        return None if None in values else max(value for value in values if value is not None)
-
-    memory, disk = most([limits.max_memory for limits in every]), most([limits.max_disk for limits in every])
+    """The most any one of these backends can give one job."""
     return Limits(
-        max_cores=most([limits.max_cores for limits in every]),
-        max_memory=None if memory is None else int(memory),
-        max_disk=None if disk is None else int(disk),
-        max_wall_time=most([limits.max_wall_time for limits in every]),
+        max_cores=_most(limits.max_cores for limits in every),
+        max_memory=_most(limits.max_memory for limits in every),
+        max_disk=_most(limits.max_disk for limits in every),
+        max_wall_time=_most(limits.max_wall_time for limits in every),
         accelerators=tuple(accelerator for limits in every for accelerator in limits.accelerators),
         supports_preemptible=any(limits.supports_preemptible for limits in every),
     )
 
 
+def _most(values: Iterable[Amount | None]) -> Amount | None:
+    """The largest; None (no limit) if there are none, or one of them is None."""
+    found = list(values)
+    return None if not found or None in found else max(value for value in found if value is not None)
+
+
 def _refusal(job: Job, backend: Backend) -> pb.Shortfall | None:
     """Why `backend` cannot ever run `job`, from its capabilities; None if it can (or they are unknown)."""
-    if backend.capabilities is None:
+    if backend.capabilities is None or backend.limits is None:
         return None
     field = options_field(job)
     if field is not None and not _takes_options(backend.capabilities, field):
         return pb.Shortfall(backend=backend.name, resource="options", message=f"backend {backend.name!r} takes no {field} options")
-    too_big = shortfall(job, limits_of(backend.capabilities), backend.name)
+    too_big = shortfall(job, backend.limits, backend.name)
     if too_big is None:
         return None
     return pb.Shortfall(
