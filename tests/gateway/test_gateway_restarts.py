@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 from deployments import Deployment, ResumingReader
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harness import collect_updates, spec, updates_within, wait_until
 
 from batchgate.errors import BackendUnavailable, from_rpc_error
@@ -121,3 +122,27 @@ def test_an_update_the_gateway_cannot_place_yet_waits_for_its_job(deployment: De
     (update,) = collect_updates(stub, 1, after=delivered.sequence)
     assert update.job_id == second and update.backing_id == early.backing_id
     assert not updates_within(deployment.big.stub(), 1.0, after=early.sequence)  # it ran once
+
+
+def test_a_kill_that_cannot_reach_its_backend_is_made_when_the_backend_is_back(deployment: Deployment) -> None:
+    stub = deployment.gateway.stub()
+    (sleeper,) = issue(deployment, spec("sleep 300", backend="local-small"))
+    wait_until(lambda: sleeper in stub.ListRunningJobs(pb.ListRunningJobsRequest()).seconds_running, 30, message="the sleeper to run")
+    deployment.small.kill()  # the sleeper lives on, and the restarted backend adopts it
+    health = health_pb2_grpc.HealthStub(deployment.gateway.channel())
+    down = health_pb2.HealthCheckResponse.NOT_SERVING
+    wait_until(lambda: health.Check(health_pb2.HealthCheckRequest(service="local-small")).status == down, 30, message="local-small unhealthy")
+
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.KillJobs(pb.KillJobsRequest(job_ids=[sleeper]))
+
+    error = from_rpc_error(caught.value)
+    assert isinstance(error, BackendUnavailable) and error.backend == "local-small"
+    assert sleeper not in stub.ListIssuedJobs(pb.ListIssuedJobsRequest()).job_ids
+    deployment.small = deployment.small.restart()
+    backend = deployment.small.stub()
+    wait_until(lambda: not backend.ListIssuedJobs(pb.ListIssuedJobsRequest()).job_ids, 30, message="the kill to reach local-small")
+    up = health_pb2.HealthCheckResponse.SERVING
+    wait_until(lambda: health.Check(health_pb2.HealthCheckRequest(service="local-small")).status == up, 30, message="local-small healthy")
+    (later,) = issue(deployment, spec("true", backend="local-small"))
+    assert [update.job_id for update in collect_updates(stub, 1)] == [later]
