@@ -53,7 +53,11 @@ class Child:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="batchgate up", description="Run the local backend and a gateway in front of it.")
+    parser = argparse.ArgumentParser(
+        prog="batchgate up",
+        description="Run the local backend and a gateway in front of it.",
+        epilog="Other flags go to the local backend (e.g. --cores 2 --memory 4G; see `batchgate serve local --help`).",
+    )
     add_option(parser, "--listen", default="127.0.0.1:50051", help="the gateway's gRPC address: the one clients use")
     add_option(parser, "--local-listen", default="127.0.0.1:50061", help="the local backend's gRPC address")
     add_option(parser, "--metrics-listen", default="127.0.0.1:51051", help="the gateway's Prometheus metrics address, or 'off'")
