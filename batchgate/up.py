@@ -76,19 +76,20 @@ def main(argv: list[str]) -> int:
     common = ["--log-level", args.log_level]
     children: list[Child] = []
     try:
-        local = _start("local", state, ["--listen", args.local_listen, "--metrics-listen", args.local_metrics_listen, *common, *local_args])
+        local = _start("local", state, [*_addresses(args.local_listen, args.local_metrics_listen), *common, *local_args])
         children.append(local)
         if not _wait_ready(local, stop_requested):
             return _stop_all(children, failed=not stop_requested.is_set())
         backends = f"local={local.address()}"
-        gateway = _start("gateway", state, ["--listen", args.listen, "--metrics-listen", args.metrics_listen, *common, "--backends", backends])
+        gateway = _start("gateway", state, [*_addresses(args.listen, args.metrics_listen), *common, "--backends", backends])
         children.insert(0, gateway)  # stopped first, so it never forwards to a backend gone
         if not _wait_ready(gateway, stop_requested):
             return _stop_all(children, failed=not stop_requested.is_set())
         log.info("batchgate is up: clients use %s (local backend on %s)", gateway.address(), local.address())
         if args.ready_file:
-            addresses = {"address": gateway.address(), "local_address": local.address(), "pid": os.getpid()}
-            write_ready_file(Path(args.ready_file), {**addresses, "pids": {"gateway": gateway.process.pid, "local": local.process.pid}})
+            pids = {"gateway": gateway.process.pid, "local": local.process.pid}
+            ready = {"address": gateway.address(), "local_address": local.address(), "pid": os.getpid(), "pids": pids}
+            write_ready_file(Path(args.ready_file), ready)
         while not stop_requested.wait(0.2):
             ended = [child for child in children if child.process.poll() is not None]
             if ended:
@@ -106,8 +107,14 @@ def _start(name: str, state: Path, args: list[str]) -> Child:
     ready_file.unlink(missing_ok=True)
     # -P: not the working directory first on sys.path, where a source checkout would shadow the
     # installed package (whose mapped batchgate.gateway and batchgate.services it lacks).
-    command = [sys.executable, "-P", "-m", "batchgate.cli", "serve", name, "--state-dir", str(state_dir), "--ready-file", str(ready_file), *args]
-    return Child(name, subprocess.Popen(command), ready_file)
+    serve = [sys.executable, "-P", "-m", "batchgate.cli", "serve", name]
+    return Child(
+        name, subprocess.Popen([*serve, "--state-dir", str(state_dir), "--ready-file", str(ready_file), *args]), ready_file
+    )
+
+
+def _addresses(listen: str, metrics_listen: str) -> list[str]:
+    return ["--listen", listen, "--metrics-listen", metrics_listen]
 
 
 def _wait_ready(child: Child, stop_requested: threading.Event) -> bool:

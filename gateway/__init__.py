@@ -24,9 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("gateway")
     add_option(group, "--backends", type=parse_backends, metavar="NAME=HOST:PORT,...", help="the backends, in routing order")
     add_option(
-        group, "--backends-file", default="", help="a file naming the backends instead, one 'NAME = HOST:PORT' a line ('#' comments)"
+        group,
+        "--backends-file",
+        default="",
+        help="a file naming the backends instead, one 'NAME = HOST:PORT' a line ('#' comments)",
     )
-    add_option(group, "--default-backend", default="", help="where a job goes when no backend is known to fit it (default: the first)")
+    add_option(
+        group, "--default-backend", default="", help="where a job goes when no backend is known to fit it (default: the first)"
+    )
     add_option(group, "--backend-timeout", default=30.0, type=units.parse_duration, help="seconds to wait for a backend's answer")
 
 
@@ -39,7 +44,9 @@ def build_driver(args: argparse.Namespace) -> GatewayDriver:
         raise SystemExit(f"batchgate serve gateway: --backends-file: {error}") from None
     names = [backend.name for backend in backends]
     if args.default_backend and args.default_backend not in names:
-        raise SystemExit(f"batchgate serve gateway: --default-backend {args.default_backend!r} is not one of the backends ({', '.join(names)})")
+        raise SystemExit(
+            f"batchgate serve gateway: --default-backend {args.default_backend!r} is not one of the backends ({', '.join(names)})"
+        )
     return GatewayDriver(backends, default_backend=args.default_backend, timeout=args.backend_timeout)
 
 

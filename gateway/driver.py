@@ -63,8 +63,14 @@ class GatewayDriver(Driver):
         self._job_set = f"gateway-{instance_id}"
         self._upstreams = {backend.name: Upstream(backend, events, self._job_set) for backend in self._backends}
         # Reach every backend before serving, so the first jobs are routed by what each can run.
-        list(self._pool.map(Upstream.connect, self._upstreams.values()))
-        for upstream in self._upstreams.values():
+        upstreams = list(self._upstreams.values())
+        for upstream, reached in zip(upstreams, self._pool.map(Upstream.connect, upstreams), strict=True):
+            if not reached:
+                log.warning(
+                    "backend %s (%s) is not reachable yet; jobs for it fail UNAVAILABLE until it is",
+                    upstream.backend.name,
+                    upstream.backend.address,
+                )
             upstream.start()
         self._starts_watcher.start()
 
@@ -100,8 +106,12 @@ class GatewayDriver(Driver):
             groups[job.backend].append(job)
         for name in [name for name in groups if name not in self._upstreams]:
             self._end_all(groups.pop(name), ExitReason.ERROR, f"backend {name!r} is no longer behind this gateway")
+
+        def forward(upstream: Upstream) -> list[str | None]:
+            return self._forward(upstream, groups[upstream.backend.name])
+
         backing_ids: dict[int, str | None] = {}
-        for name, forwarded in self._each(lambda upstream: self._forward(upstream, groups[upstream.backend.name]), groups).items():
+        for name, forwarded in self._each(forward, groups).items():
             ids = [None] * len(groups[name]) if isinstance(forwarded, BatchgateError) else forwarded
             backing_ids.update(zip((job.job_id for job in groups[name]), ids, strict=True))
         return [backing_ids.get(job.job_id, "") for job in jobs]
@@ -131,7 +141,9 @@ class GatewayDriver(Driver):
         for submitted in jobs:
             found = self._locate(submitted)
             if found is None:
-                self._end_all([submitted.job], ExitReason.LOST, f"its backend ({submitted.backing_id!r}) is no longer behind this gateway")
+                self._end_all(
+                    [submitted.job], ExitReason.LOST, f"its backend ({submitted.backing_id!r}) is no longer behind this gateway"
+                )
             else:
                 pairs[found[0]].append((found[1], submitted.job.job_id))
         for name, learned in pairs.items():
@@ -155,7 +167,9 @@ class GatewayDriver(Driver):
             self._upstreams[name].forget(doomed[name], kill_when_back=name in unreached)
         if unreached:
             reasons = "; ".join(unreached.values())
-            raise BackendUnavailable(next(iter(unreached)), f"{reasons}; its jobs are killed as soon as it is back, and never reported")
+            raise BackendUnavailable(
+                next(iter(unreached)), f"{reasons}; its jobs are killed as soon as it is back, and never reported"
+            )
 
     def _locate(self, submitted: SubmittedJob) -> tuple[str, int] | None:
         """(backend name, backend job id) from a backing id "BACKEND:ID", if that backend is here."""

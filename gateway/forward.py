@@ -16,7 +16,9 @@ def backend_spec(job: Job, *, job_set: str, request_key: str) -> pb.JobSpec:
         cores=job.cores,
         memory=job.memory,
         disk=job.disk,
-        accelerators=[pb.Accelerator(count=a.count, kind=a.kind, model=a.model, brand=a.brand, api=a.api) for a in job.accelerators],
+        accelerators=[
+            pb.Accelerator(count=a.count, kind=a.kind, model=a.model, brand=a.brand, api=a.api) for a in job.accelerators
+        ],
         preemptible=job.preemptible,
         environment=job.environment,
         working_directory=job.working_directory,

@@ -20,7 +20,9 @@ from .backend import Backend
 Amount = TypeVar("Amount", int, float)
 
 # JobSpec's typed options by message type: "batchgate.v1.SlurmOptions" -> "slurm".
-OPTION_FIELDS = {field.message_type.full_name: field.name for field in pb.JobSpec.DESCRIPTOR.oneofs_by_name["backend_options"].fields}
+OPTION_FIELDS = {
+    field.message_type.full_name: field.name for field in pb.JobSpec.DESCRIPTOR.oneofs_by_name["backend_options"].fields
+}
 
 
 class NoBackendFits(InsufficientSystemResources):
@@ -119,7 +121,9 @@ def _refusal(job: Job, backend: Backend) -> pb.Shortfall | None:
         return None
     field = options_field(job)
     if field is not None and not _takes_options(backend.capabilities, field):
-        return pb.Shortfall(backend=backend.name, resource="options", message=f"backend {backend.name!r} takes no {field} options")
+        return pb.Shortfall(
+            backend=backend.name, resource="options", message=f"backend {backend.name!r} takes no {field} options"
+        )
     too_big = shortfall(job, backend.limits, backend.name)
     if too_big is None:
         return None

@@ -166,7 +166,11 @@ class Upstream:
             for job_id in expired:
                 del self._parked[job_id]
             if expired:
-                log.info("backend %s: dropped %d update(s) of jobs not live here (killed, or reported before a restart)", self.backend.name, len(expired))
+                log.info(
+                    "backend %s: dropped %d update(s) of jobs not live here (killed, or reported before a restart)",
+                    self.backend.name,
+                    len(expired),
+                )
             self._advance_checkpoint()
 
     # ---- with the lock held ------------------------------------------------------------------

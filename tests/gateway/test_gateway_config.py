@@ -76,7 +76,9 @@ def test_a_backend_down_when_the_gateway_starts_is_used_once_it_is_up(tmp_path: 
 
         backend = start_service("local", tmp_path / "later", "--cores", "1", listen=address)
 
-        wait_until(lambda: stub.CheckJob(pb.CheckJobRequest(spec=spec("true"))).accepted, 30, message="the gateway to reach the backend")
+        wait_until(
+            lambda: stub.CheckJob(pb.CheckJobRequest(spec=spec("true"))).accepted, 30, message="the gateway to reach the backend"
+        )
         job_id = stub.IssueJob(pb.IssueJobRequest(spec=spec("true"))).job_id
         assert [update.job_id for update in collect_updates(stub, 1)] == [job_id]
     finally:

@@ -56,7 +56,12 @@ def test_jobs_issued_just_before_a_gateway_crash_each_run_once(deployment: Deplo
 
 def test_a_backend_crash_fails_its_calls_fast_while_the_other_works_and_loses_nothing(deployment: Deployment) -> None:
     stub = deployment.gateway.stub()
-    before = issue(deployment, spec("sleep 1", backend="local-small"), spec("sleep 2", backend="local-big"), spec("true", backend="local-small"))
+    before = issue(
+        deployment,
+        spec("sleep 1", backend="local-small"),
+        spec("sleep 2", backend="local-big"),
+        spec("true", backend="local-small"),
+    )
 
     deployment.small.kill()
 
@@ -127,11 +132,17 @@ def test_an_update_the_gateway_cannot_place_yet_waits_for_its_job(deployment: De
 def test_a_kill_that_cannot_reach_its_backend_is_made_when_the_backend_is_back(deployment: Deployment) -> None:
     stub = deployment.gateway.stub()
     (sleeper,) = issue(deployment, spec("sleep 300", backend="local-small"))
-    wait_until(lambda: sleeper in stub.ListRunningJobs(pb.ListRunningJobsRequest()).seconds_running, 30, message="the sleeper to run")
+    wait_until(
+        lambda: sleeper in stub.ListRunningJobs(pb.ListRunningJobsRequest()).seconds_running, 30, message="the sleeper to run"
+    )
     deployment.small.kill()  # the sleeper lives on, and the restarted backend adopts it
     health = health_pb2_grpc.HealthStub(deployment.gateway.channel())
     down = health_pb2.HealthCheckResponse.NOT_SERVING
-    wait_until(lambda: health.Check(health_pb2.HealthCheckRequest(service="local-small")).status == down, 30, message="local-small unhealthy")
+    wait_until(
+        lambda: health.Check(health_pb2.HealthCheckRequest(service="local-small")).status == down,
+        30,
+        message="local-small unhealthy",
+    )
 
     with pytest.raises(grpc.RpcError) as caught:
         stub.KillJobs(pb.KillJobsRequest(job_ids=[sleeper]))
@@ -141,8 +152,12 @@ def test_a_kill_that_cannot_reach_its_backend_is_made_when_the_backend_is_back(d
     assert sleeper not in stub.ListIssuedJobs(pb.ListIssuedJobsRequest()).job_ids
     deployment.small = deployment.small.restart()
     backend = deployment.small.stub()
-    wait_until(lambda: not backend.ListIssuedJobs(pb.ListIssuedJobsRequest()).job_ids, 30, message="the kill to reach local-small")
+    wait_until(
+        lambda: not backend.ListIssuedJobs(pb.ListIssuedJobsRequest()).job_ids, 30, message="the kill to reach local-small"
+    )
     up = health_pb2.HealthCheckResponse.SERVING
-    wait_until(lambda: health.Check(health_pb2.HealthCheckRequest(service="local-small")).status == up, 30, message="local-small healthy")
+    wait_until(
+        lambda: health.Check(health_pb2.HealthCheckRequest(service="local-small")).status == up, 30, message="local-small healthy"
+    )
     (later,) = issue(deployment, spec("true", backend="local-small"))
     assert [update.job_id for update in collect_updates(stub, 1)] == [later]

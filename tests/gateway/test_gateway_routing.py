@@ -87,7 +87,10 @@ def test_listing_status_and_kills_span_both_backends(deployment: Deployment) -> 
     sleepers = list(
         stub.IssueJobs(
             pb.IssueJobsRequest(
-                specs=[spec("sleep 300", backend="local-small", job_set="wf"), spec("sleep 300", backend="local-big", job_set="wf")]
+                specs=[
+                    spec("sleep 300", backend="local-small", job_set="wf"),
+                    spec("sleep 300", backend="local-big", job_set="wf"),
+                ]
             )
         ).job_ids
     )
@@ -97,7 +100,9 @@ def test_listing_status_and_kills_span_both_backends(deployment: Deployment) -> 
         return set(stub.ListRunningJobs(pb.ListRunningJobsRequest(job_set="wf")).seconds_running)
 
     wait_until(lambda: running() == set(sleepers), 30, message="both sleepers running")
-    wait_until(lambda: stub.GetSchedulingStatus(pb.GetSchedulingStatusRequest()).running_jobs == 2, 30, message="status counts both")
+    wait_until(
+        lambda: stub.GetSchedulingStatus(pb.GetSchedulingStatusRequest()).running_jobs == 2, 30, message="status counts both"
+    )
     status = stub.GetSchedulingStatus(pb.GetSchedulingStatusRequest())
     assert "local-small:" in status.message and "local-big:" in status.message
 

@@ -20,8 +20,9 @@ ANY_PORT = "127.0.0.1:0"
 
 
 def start_up(tmp_path: Path, *extra: str) -> subprocess.Popen[bytes]:
-    addresses = ["--listen", ANY_PORT, "--local-listen", ANY_PORT, "--metrics-listen", ANY_PORT, "--local-metrics-listen", ANY_PORT]
-    command = [BATCHGATE, "up", *addresses, "--state-dir", str(tmp_path / "var"), "--ready-file", str(tmp_path / "up.json"), *extra]
+    addresses = [f"--{flag}={ANY_PORT}" for flag in ("listen", "local-listen", "metrics-listen", "local-metrics-listen")]
+    files = ["--state-dir", str(tmp_path / "var"), "--ready-file", str(tmp_path / "up.json")]
+    command = [BATCHGATE, "up", *addresses, *files, *extra]
     with open(tmp_path / "up.log", "wb") as log:
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
