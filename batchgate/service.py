@@ -32,6 +32,8 @@ from batchgate.v1 import batchgate_pb2 as pb
 log = logging.getLogger(__name__)
 
 DISPATCH_BATCH = 500
+BUSY_BATCH = 4  # reports in the last commit that mean the recorder is busy
+GROUP_COMMIT_DELAY = 0.004
 RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -322,11 +324,18 @@ class BatchService:
         return reports
 
     def _record_loop(self) -> None:
+        last_batch = 0
         while not self._stopping.is_set():
             with self._reports_ready:
                 self._reports_ready.wait_for(lambda: self._reports or self._stopping.is_set())
+            if last_batch >= BUSY_BATCH:
+                # Busy: let more reports gather so one commit and one stream message carry many
+                # jobs. Only under load: a lone job's update is not held back.
+                time.sleep(GROUP_COMMIT_DELAY)
+            reports = self._take_reports()
+            last_batch = len(reports)
             try:
-                self._record(self._take_reports())
+                self._record(reports)
             except Exception:  # a failed commit must not end the recorder; the jobs stay live
                 log.exception("recording job reports failed")
 

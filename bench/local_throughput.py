@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -60,6 +61,7 @@ class Collector:
     """Reads the update stream in a thread and tells when `expected` updates have arrived."""
 
     def __init__(self, stub: pb_grpc.BatchSystemStub, job_set: str, after: int) -> None:
+        self.job_set = job_set
         self.arrived: dict[int, float] = {}
         self.last_sequence = after
         self._lock = threading.Condition()
@@ -89,10 +91,11 @@ class Collector:
 
 
 def batched_rate(stub: pb_grpc.BatchSystemStub, jobs: int, batch: int) -> float:
-    collector = Collector(stub, "batched", 0)
+    job_set = f"batched-{uuid.uuid4().hex}"  # each measurement counts only its own updates
+    collector = Collector(stub, job_set, 0)
     started = time.perf_counter()
     for offset in range(0, jobs, batch):
-        stub.IssueJobs(pb.IssueJobsRequest(specs=[job("batched")] * min(batch, jobs - offset)))
+        stub.IssueJobs(pb.IssueJobsRequest(specs=[job(job_set)] * min(batch, jobs - offset)))
     collector.wait_for(jobs)
     elapsed = time.perf_counter() - started
     collector.close()
@@ -100,12 +103,13 @@ def batched_rate(stub: pb_grpc.BatchSystemStub, jobs: int, batch: int) -> float:
 
 
 def one_per_call_rate(stub: pb_grpc.BatchSystemStub, jobs: int) -> float:
-    collector = Collector(stub, "single", 0)
+    job_set = f"single-{uuid.uuid4().hex}"
+    collector = Collector(stub, job_set, 0)
     started = time.perf_counter()
 
     def issue(count: int) -> None:
         for _ in range(count):
-            stub.IssueJob(pb.IssueJobRequest(spec=job("single")))
+            stub.IssueJob(pb.IssueJobRequest(spec=job(job_set)))
 
     with ThreadPoolExecutor(ISSUERS) as pool:
         list(pool.map(issue, [jobs // ISSUERS] * ISSUERS))
@@ -116,11 +120,11 @@ def one_per_call_rate(stub: pb_grpc.BatchSystemStub, jobs: int) -> float:
 
 
 def latencies(stub: pb_grpc.BatchSystemStub, samples: int) -> list[float]:
-    collector = Collector(stub, "latency", 0)
+    collector = Collector(stub, f"latency-{uuid.uuid4().hex}", 0)
     found = []
     for index in range(samples):
         started = time.perf_counter()
-        job_id = stub.IssueJob(pb.IssueJobRequest(spec=job("latency"))).job_id
+        job_id = stub.IssueJob(pb.IssueJobRequest(spec=job(collector.job_set))).job_id
         collector.wait_for(index + 1)
         found.append(collector.arrived[job_id] - started)
     collector.close()
