@@ -1,0 +1,439 @@
+"""What every command-line batch scheduler shares (Slurm now, LSF next).
+
+After Funnel's compute/hpc_backend.go, a scheduler is mostly data: the submit command for a job,
+one queue query and its parser, a history query for jobs that have left the queue, the cancel
+command, and a table from native states to what they mean. `CommandLineDriver` does the rest:
+
+- commands run from argv lists (never through a shell), with transient failures retried under
+  exponential backoff; a failure that outlasts `command_timeout` becomes a SchedulerError that
+  quotes the scheduler's own words, so nothing ever hangs;
+- one poller thread runs ONE queue query per cycle for all live jobs, whatever their number,
+  and every other reader (scheduling status, the kill wait) shares that answer;
+- jobs are submitted from a small thread pool, so a slow submit command does not serialise;
+- each submitted job carries a tag naming this service instance and the job, so a restarted
+  service recognises what an earlier run had submitted.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+import enum
+import logging
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import ClassVar, Generic, TypeVar
+
+from batchgate import metrics
+from batchgate.driver import (
+    UNKNOWN_EXIT_STATUS,
+    Driver,
+    ExitReason,
+    Job,
+    JobEvents,
+    Outcome,
+    SchedulingStatus,
+    SubmittedJob,
+    signal_exit_status,
+)
+from batchgate.errors import SchedulerError
+
+log = logging.getLogger(__name__)
+
+FIRST_RETRY_DELAY = 0.1  # seconds; doubled after each failed attempt
+MAX_RETRY_DELAY = 5.0
+KILL_CHECK_INTERVAL = 0.2
+# A job the scheduler has no record of, in the queue or in its history, is reported MISSING
+# only after this many poll cycles: a history database may record a job a little late.
+MISSES_BEFORE_MISSING = 3
+SUB_SECOND_WALL_TIME = 0.5
+RAN_TO_THE_END = frozenset({ExitReason.FINISHED, ExitReason.FAILED, ExitReason.MEMLIMIT})
+
+
+class Phase(enum.Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+
+
+# A native state means the job waits, runs, or has ended for the given reason.
+StateTable = Mapping[str, Phase | ExitReason]
+
+
+@dataclass(frozen=True)
+class NativeStatus:
+    """One job as the scheduler describes it."""
+
+    backing_id: str
+    state: str  # the scheduler's own word, e.g. "RUNNING" or "OUT_OF_MEMORY"
+    reason: str = ""  # why it waits or ended, e.g. "Resources"
+    exit_code: int = 0
+    signal: int = 0  # the signal that killed it, 0 if none did
+    started_at: float | None = None  # epoch seconds, as the scheduler counts them
+    ended_at: float | None = None
+    tag: str = ""  # what the job carries to say whose it is (see CommandLineDriver.tag)
+
+
+@dataclass(frozen=True)
+class Command:
+    argv: Sequence[str]
+    stdin: str | None = None
+
+
+class CommandFailed(Exception):
+    def __init__(self, argv: Sequence[str], returncode: int, stderr: str) -> None:
+        super().__init__(f"{argv[0]} exited {returncode}: {stderr}")
+        self.stderr = stderr
+
+
+# Runs argv with stdin and a timeout in seconds; returns stdout. Raises CommandFailed, or
+# subprocess.TimeoutExpired. Benchmarks wrap it to count the commands a driver runs.
+Runner = Callable[[Sequence[str], str | None, float], str]
+
+
+def run_command(argv: Sequence[str], stdin: str | None, timeout: float) -> str:
+    try:
+        done = subprocess.run(
+            list(argv), input=stdin, capture_output=True, encoding="utf-8", errors="replace", timeout=timeout, check=False
+        )
+    except FileNotFoundError:
+        raise CommandFailed(argv, 127, f"{argv[0]}: command not found (is the scheduler's client installed?)") from None
+    if done.returncode != 0:
+        raise CommandFailed(argv, done.returncode, done.stderr.strip() or done.stdout.strip())
+    return done.stdout
+
+
+class CountingRunner:
+    """A Runner that counts the commands it runs, by name: how benchmarks and tests see what a
+    driver asks of its scheduler."""
+
+    def __init__(self, runner: Runner = run_command) -> None:
+        self.runner = runner
+        self.commands: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, argv: Sequence[str], stdin: str | None, timeout: float) -> str:
+        with self._lock:
+            self.commands[argv[0]] += 1
+        return self.runner(argv, stdin, timeout)
+
+
+T = TypeVar("T")
+
+
+class Snapshot(Generic[T]):
+    """The latest answer of one query, shared by every caller that can use an answer `max_age`
+    seconds old; concurrent callers wait for one fetch instead of each running their own."""
+
+    def __init__(self, fetch: Callable[[], T]) -> None:
+        self._fetch = fetch
+        self._lock = threading.Lock()
+        self._value: T | None = None
+        self._taken_at = float("-inf")  # monotonic time the query was started
+
+    def get(self, max_age: float, *, stale_ok: bool = False) -> tuple[T, float]:
+        """The answer and when its query started. With `stale_ok`, a failed fetch returns the
+        previous answer (if any) and is tried again only `max_age` later."""
+        with self._lock:
+            if self._value is None or time.monotonic() - self._taken_at > max_age:
+                taken_at = time.monotonic()
+                try:
+                    self._value = self._fetch()
+                except SchedulerError as error:
+                    if not (stale_ok and self._value is not None):
+                        raise
+                    log.warning("keeping an earlier answer: %s", error)
+                self._taken_at = taken_at
+            return self._value, self._taken_at
+
+    def latest(self) -> T | None:
+        return self._value
+
+
+@dataclass
+class _Watched:
+    job_id: int
+    since: float  # monotonic; a queue answer taken before this cannot know the job
+    started: bool = False
+    misses: int = 0
+
+
+class CommandLineDriver(Driver):
+    """A scheduler driven by its command-line tools. Subclasses supply the data and parsers."""
+
+    states: ClassVar[StateTable]
+    # Fragments of the scheduler's error output that mean "try again" (e.g. a timeout).
+    transient_errors: ClassVar[tuple[str, ...]]
+
+    def __init__(
+        self,
+        *,
+        poll_interval: float,
+        command_timeout: float,
+        submit_workers: int = 8,
+        runner: Runner = run_command,
+    ) -> None:
+        self.poll_interval = poll_interval
+        self.command_timeout = command_timeout
+        self.runner = runner
+        self._lock = threading.Lock()
+        self._watched: dict[str, _Watched] = {}  # backing id -> job
+        self._queue: Snapshot[dict[str, NativeStatus]] = Snapshot(self._query_queue)
+        self._left_behind: dict[str, str] | None = None  # tag -> backing id, until the first submit
+        self._unknown_states: set[str] = set()
+        self.poll_cycles = 0  # how many the poller has run (benchmarks divide commands by it)
+        self._closing = threading.Event()
+        self._submitters = ThreadPoolExecutor(max_workers=submit_workers, thread_name_prefix=f"{self.kind}-submit")
+        self._poller = threading.Thread(target=self._poll_loop, name=f"{self.kind}-poller", daemon=True)
+
+    # ---- what a scheduler supplies ------------------------------------------------------------
+
+    @abc.abstractmethod
+    def submit_command(self, job: Job) -> Command:
+        """The command that submits `job`, carrying `self.tag(job.job_id)`."""
+
+    @abc.abstractmethod
+    def parse_submitted(self, stdout: str) -> str:
+        """The backing id in the submit command's output."""
+
+    @abc.abstractmethod
+    def queue_command(self) -> Command:
+        """One query for every job this service may own, with its tag."""
+
+    @abc.abstractmethod
+    def parse_queue(self, stdout: str) -> Iterable[NativeStatus]: ...
+
+    @abc.abstractmethod
+    def history(self, backing_ids: Sequence[str]) -> Iterable[NativeStatus]:
+        """How jobs that have left the queue ended (run commands with `self.run`)."""
+
+    @abc.abstractmethod
+    def cancel_command(self, backing_ids: Sequence[str]) -> Command: ...
+
+    def never_starts(self, reason: str) -> bool:
+        """Whether a job pending for `reason` can never start as the cluster stands."""
+        return False
+
+    def tag(self, job_id: int) -> str:
+        return f"batchgate:{self.instance_id}:{job_id}"
+
+    # ---- running commands ---------------------------------------------------------------------
+
+    def run(self, command: Command) -> str:
+        """Run a scheduler command and return its output. Transient failures are retried with
+        exponential backoff for up to `command_timeout` seconds; then, or at once for any other
+        failure, raises SchedulerError quoting the scheduler's last words."""
+        deadline = time.monotonic() + self.command_timeout
+        delay = FIRST_RETRY_DELAY
+        last_words = f"no answer within {self.command_timeout:g} s"
+        while True:
+            try:
+                return self._attempt(command, timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                pass  # keep the last words of an earlier attempt: they say more than a timeout
+            except CommandFailed as failure:
+                if not any(fragment in failure.stderr for fragment in self.transient_errors):
+                    raise SchedulerError(self.kind, str(failure)) from None
+                last_words = failure.stderr
+            if time.monotonic() + delay >= deadline or self._closing.is_set():
+                raise SchedulerError(self.kind, f"{command.argv[0]} kept failing for {self.command_timeout:g} s: {last_words}")
+            self._closing.wait(delay)
+            delay = min(2 * delay, MAX_RETRY_DELAY)
+
+    def _attempt(self, command: Command, timeout: float) -> str:
+        operation = command.argv[0]
+        started = time.monotonic()
+        result = "error"
+        try:
+            output = self.runner(command.argv, command.stdin, timeout)
+            result = "ok"
+            return output
+        except subprocess.TimeoutExpired:
+            result = "timeout"
+            raise
+        finally:
+            metrics.SCHEDULER_COMMANDS.labels(self.kind, operation, result).inc()
+            metrics.SCHEDULER_LATENCY.labels(self.kind, operation).observe(time.monotonic() - started)
+
+    def _query_queue(self) -> dict[str, NativeStatus]:
+        return {status.backing_id: status for status in self.parse_queue(self.run(self.queue_command()))}
+
+    # ---- Driver ---------------------------------------------------------------------------------
+
+    def attach(self, events: JobEvents, instance_id: str) -> None:
+        super().attach(events, instance_id)
+        self._poller.start()
+
+    def submit(self, jobs: Sequence[Job]) -> Sequence[str]:
+        if self._left_behind is None:
+            # The first batch after a start may hold jobs an earlier run submitted just before it
+            # stopped, without recording it: take those back instead of running them twice.
+            try:
+                self._left_behind = self._tagged_jobs()
+            except SchedulerError as error:
+                for job in jobs:
+                    self._not_taken(job, error)
+                return [""] * len(jobs)
+        return list(self._submitters.map(self._submit_one, jobs))
+
+    def _submit_one(self, job: Job) -> str:
+        backing_id = self._left_behind.pop(self.tag(job.job_id), "") if self._left_behind else ""
+        if not backing_id:
+            try:
+                backing_id = self.parse_submitted(self.run(self.submit_command(job)))
+            except SchedulerError as error:
+                self._not_taken(job, error)
+                return ""
+        self._watch(backing_id, job.job_id)
+        return backing_id
+
+    def _not_taken(self, job: Job, error: SchedulerError) -> None:
+        message = f"{self.kind} did not take the job: {error.message}"
+        self.events.ended(job.job_id, Outcome(ExitReason.ERROR, UNKNOWN_EXIT_STATUS, message=message))
+
+    def adopt(self, jobs: Sequence[SubmittedJob]) -> None:
+        tagged = self._tagged_jobs() if any(not submitted.backing_id for submitted in jobs) else {}
+        for submitted in jobs:
+            job_id = submitted.job.job_id
+            backing_id = submitted.backing_id or tagged.get(self.tag(job_id), "")
+            if backing_id:
+                self._watch(backing_id, job_id, started=submitted.started_at is not None)
+            else:
+                message = f"no {self.kind} job carries this job's tag {self.tag(job_id)!r}"
+                self.events.ended(job_id, Outcome(ExitReason.MISSING, UNKNOWN_EXIT_STATUS, message=message))
+
+    def kill(self, jobs: Sequence[SubmittedJob]) -> None:
+        backing_ids = [submitted.backing_id for submitted in jobs if submitted.backing_id]
+        with self._lock:
+            for backing_id in backing_ids:  # from now on the poller never reports them
+                self._watched.pop(backing_id, None)
+        if not backing_ids:
+            return
+        self.run(self.cancel_command(backing_ids))
+        deadline = time.monotonic() + self.command_timeout
+        while True:
+            queue, _ = self._queue.get(max_age=0)
+            alive = [queue[b] for b in backing_ids if b in queue and not isinstance(self.states.get(queue[b].state), ExitReason)]
+            if not alive:
+                return
+            if time.monotonic() > deadline:
+                states = ", ".join(f"{status.backing_id} {status.state}" for status in alive)
+                raise SchedulerError(self.kind, f"{self.kind} jobs still alive {self.command_timeout:g} s after cancelling them: {states}")
+            self._closing.wait(KILL_CHECK_INTERVAL)
+
+    def scheduling_status(self) -> SchedulingStatus:
+        """From the poller's latest queue answer: no query of its own."""
+        queue = self._queue.latest() or {}
+        with self._lock:
+            mine = [queue[b] for b in self._watched if b in queue]
+        running = sum(1 for status in mine if self.states.get(status.state) is Phase.RUNNING)
+        waiting = collections.Counter(
+            status.reason or "no reason given" for status in mine if self.states.get(status.state) is Phase.PENDING
+        )
+        if not waiting:
+            return SchedulingStatus(message=f"{running} running in {self.kind}, none waiting")
+        reasons = ", ".join(f"{reason} ({count})" for reason, count in waiting.most_common())
+        pending = sum(waiting.values())
+        if running == 0 and all(self.never_starts(reason) for reason in waiting):
+            return SchedulingStatus(
+                message=f"none runs, and {pending} job(s) pending in {self.kind} can never start as it stands: {reasons}",
+                deadlocked=True,
+            )
+        return SchedulingStatus(message=f"{running} running in {self.kind}; {pending} pending: {reasons}")
+
+    def close(self) -> Sequence[int]:
+        self._closing.set()
+        self._submitters.shutdown(wait=True, cancel_futures=True)
+        if self._poller.is_alive():
+            self._poller.join(timeout=self.command_timeout + self.poll_interval)
+        return ()
+
+    # ---- watching -----------------------------------------------------------------------------
+
+    def _watch(self, backing_id: str, job_id: int, *, started: bool = False) -> None:
+        with self._lock:
+            self._watched[backing_id] = _Watched(job_id, since=time.monotonic(), started=started)
+
+    def _tagged_jobs(self) -> dict[str, str]:
+        queue, _ = self._queue.get(max_age=0)
+        return {status.tag: backing_id for backing_id, status in queue.items() if status.tag}
+
+    def _poll_loop(self) -> None:
+        while not self._closing.wait(self.poll_interval):
+            self.poll_cycles += 1
+            try:
+                self.poll()
+            except Exception:  # the poller must outlive any one bad cycle
+                log.exception("polling %s failed", self.kind)
+
+    def poll(self) -> None:
+        """One cycle: one queue query for all watched jobs, a history query for those that left."""
+        with self._lock:
+            watched = dict(self._watched)
+        if not watched:
+            return
+        try:
+            queue, taken_at = self._queue.get(max_age=self.poll_interval)
+        except SchedulerError as error:
+            self._give_up(watched, error)
+            return
+        known = {backing_id: job for backing_id, job in watched.items() if job.since <= taken_at}
+        statuses = {backing_id: queue[backing_id] for backing_id in known if backing_id in queue}
+        gone = [backing_id for backing_id in known if backing_id not in queue]
+        history_error = ""
+        if gone:
+            try:
+                statuses.update((status.backing_id, status) for status in self.history(gone) if status.backing_id in known)
+            except SchedulerError as error:
+                history_error = f": {error.message}"
+        for backing_id, job in known.items():
+            status = statuses.get(backing_id)
+            if status is not None:
+                self._observe(backing_id, job, status)
+                continue
+            job.misses += 1
+            if job.misses >= MISSES_BEFORE_MISSING:
+                message = f"{self.kind} has no record of job {backing_id} any more{history_error}"
+                self._end(backing_id, job, Outcome(ExitReason.MISSING, UNKNOWN_EXIT_STATUS, message=message))
+
+    def _observe(self, backing_id: str, job: _Watched, status: NativeStatus) -> None:
+        meaning = self.states.get(status.state)
+        if meaning is None:
+            if status.state not in self._unknown_states:
+                self._unknown_states.add(status.state)
+                log.warning("%s job %s is in state %r, which batchgate does not know; still waiting", self.kind, backing_id, status.state)
+        elif meaning is Phase.RUNNING and not job.started:
+            job.started = True
+            self.events.started(job.job_id, backing_id=backing_id, at=status.started_at)
+        elif isinstance(meaning, ExitReason):
+            self._end(backing_id, job, self.outcome(status, meaning))
+
+    def _end(self, backing_id: str, job: _Watched, outcome: Outcome) -> None:
+        with self._lock:
+            if self._watched.pop(backing_id, None) is None:
+                return  # killed meanwhile: never reported
+        self.events.ended(job.job_id, outcome)
+
+    def _give_up(self, watched: Mapping[str, _Watched], error: SchedulerError) -> None:
+        log.error("%s does not answer; failing the %d job(s) it holds: %s", self.kind, len(watched), error.message)
+        for backing_id, job in watched.items():
+            message = f"lost sight of {self.kind} job {backing_id} (it may still be running): {error.message}"
+            self._end(backing_id, job, Outcome(ExitReason.ERROR, UNKNOWN_EXIT_STATUS, message=message))
+
+    def outcome(self, status: NativeStatus, reason: ExitReason) -> Outcome:
+        exit_status = signal_exit_status(status.signal) if status.signal else status.exit_code
+        if reason is not ExitReason.FINISHED and exit_status == 0:
+            exit_status = UNKNOWN_EXIT_STATUS  # it did not succeed, whatever its code says
+        wall_time = None
+        if status.started_at is not None and status.ended_at is not None:
+            wall_time = status.ended_at - status.started_at
+            # Scheduler clocks tick in whole seconds: zero means it ran for under one, and half a
+            # second is the best guess, unless it was stopped (perhaps before it ever ran).
+            if wall_time <= 0:
+                wall_time = SUB_SECOND_WALL_TIME if reason in RAN_TO_THE_END else None
+        detail = f" ({status.reason})" if status.reason else ""
+        message = f"{self.kind} job {status.backing_id} ended {status.state}{detail}"
+        return Outcome(reason, exit_status, wall_time=wall_time, message=message)
