@@ -1,0 +1,365 @@
+"""Slurm, as batchgate's command-line kit (batchgate/hpc.py) needs to know it.
+
+sbatch takes a generated batch script on stdin; `squeue --me` answers for every job in one call;
+sacct answers for jobs that have left the queue (with `--completion`, reading the jobcomp file,
+where no slurmdbd keeps accounting); scancel cancels; sinfo describes the nodes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from batchgate import units
+from batchgate.driver import AcceleratorRequest, ExitReason, Job, Limits
+from batchgate.errors import InvalidArgument, SchedulerError
+from batchgate.hpc import Command, CommandLineDriver, NativeStatus, Phase, Runner, Snapshot, StateTable, run_command
+from batchgate.v1 import batchgate_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+MIB = 1024**2
+LIMITS_MAX_AGE = 300.0  # seconds; limits are asked at every issue, and nodes rarely change
+
+STATES: StateTable = {
+    "PENDING": Phase.PENDING,
+    "CONFIGURING": Phase.PENDING,  # nodes allocated but still booting: nothing runs yet
+    "REQUEUED": Phase.PENDING,
+    "REQUEUE_HOLD": Phase.PENDING,
+    "REQUEUE_FED": Phase.PENDING,
+    "RESV_DEL_HOLD": Phase.PENDING,
+    "RUNNING": Phase.RUNNING,
+    "COMPLETING": Phase.RUNNING,
+    "SIGNALING": Phase.RUNNING,
+    "STAGE_OUT": Phase.RUNNING,
+    "SUSPENDED": Phase.RUNNING,
+    "STOPPED": Phase.RUNNING,
+    "RESIZING": Phase.RUNNING,
+    "COMPLETED": ExitReason.FINISHED,
+    "FAILED": ExitReason.FAILED,
+    "SPECIAL_EXIT": ExitReason.FAILED,
+    "OUT_OF_MEMORY": ExitReason.MEMLIMIT,
+    # Toil reports these KILLED; the exit reason that names the cause tells a workflow to ask
+    # for more time rather than retry the same request.
+    "TIMEOUT": ExitReason.MAXJOBDURATION,
+    "DEADLINE": ExitReason.MAXJOBDURATION,
+    # Cancelled by us never gets here: a killed job is not watched any more.
+    "CANCELLED": ExitReason.KILLED,
+    "PREEMPTED": ExitReason.KILLED,
+    "REVOKED": ExitReason.KILLED,
+    "BOOT_FAIL": ExitReason.LOST,
+    "NODE_FAIL": ExitReason.LOST,
+}
+
+TRANSIENT_ERRORS = (
+    "Unable to contact slurm controller",
+    "Socket timed out",
+    "Zero Bytes were transmitted or received",
+    "Resource temporarily unavailable",
+    "temporarily unable to accept job",
+)
+
+# Pending reasons that no amount of waiting clears: the cluster, as configured, refuses the job.
+NEVER_CLEARS = frozenset(
+    {
+        "PartitionConfig",
+        "PartitionNodeLimit",
+        "PartitionTimeLimit",
+        "BadConstraints",
+        "InvalidAccount",
+        "InvalidQOS",
+        "DependencyNeverSatisfied",
+    }
+)
+
+# sbatch options that would fight what batchgate sets from the job (cores, memory, accelerators,
+# wall time) or relies on (one job, its script, its tag, an immediate answer). sbatch accepts any
+# unambiguous abbreviation of a long option, so an abbreviation of one of these is refused too.
+REFUSED_PREFIXES = ("mem", "cpus", "ntasks", "gpus", "time")  # --mem-per-cpu, --cpus-per-gpu ...
+REFUSED_NAMES = ("nodes", "gres", "wrap", "comment", "array", "wait")
+REFUSED_SHORT = "cnNtGaW"
+
+QUEUE_FIELDS = ("JobID", "State", "Reason", "exit_code", "StartTime", "EndTime", "Comment")  # Comment last: it may hold "|"
+HISTORY_FIELDS = ("JobIDRaw", "State", "ExitCode", "Start", "End")
+NODE_FIELDS = ("NodeList", "Partition", "CPUs", "CPUsState", "Memory", "AllocMem", "Disk", "Gres", "StateLong", "Time")
+ACCOUNTING_DISABLED = "accounting storage is disabled"
+SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+GRES = re.compile(r"(\w+)(?::([^:(,]+))?:(\d+)")  # gpu:tesla:2(S:0-1) or gpu:2
+
+
+def extra_args_problem(arg: str) -> str | None:
+    """Why `arg` may not be passed to sbatch, or None."""
+    if arg.startswith("--"):
+        name = arg[2:].split("=", 1)[0]
+        stems = REFUSED_PREFIXES + REFUSED_NAMES
+        if name and (name.startswith(REFUSED_PREFIXES) or any(stem.startswith(name) for stem in stems)):
+            return (
+                f"{arg!r} fights what batchgate sets from the job itself (cores, memory, accelerators, "
+                "wall time, slurm.gres) or relies on (one job, its script, its tag)"
+            )
+    elif len(arg) > 1 and arg[0] == "-" and arg[1] in REFUSED_SHORT:
+        return f"{arg!r} fights what batchgate sets from the job itself (-c, -n, -N, -t, -G, -a and -W are its own)"
+    return None
+
+
+def batch_script(job: Job) -> str:
+    """A script that runs the job's command with `/bin/sh -c`, as Toil's Slurm batch system does,
+    with the job's environment given to `env` as quoted words: every name and value arrives byte
+    for byte and none is ever run. Its first line after the shebang is a command, which ends
+    sbatch's search for #SBATCH directives, so nothing in a value or the command is read as one."""
+    words = ["exec", "/usr/bin/env", "--"]
+    words += [shlex.quote(f"{name}={value}") for name, value in job.environment.items()]
+    words += ["/bin/sh", "-c", shlex.quote(job.command)]
+    return "#!/bin/sh\n" + " ".join(words) + "\n"
+
+
+def slurm_time(seconds: float) -> str:
+    """minutes:seconds, which sbatch rounds up to whole minutes."""
+    minutes, rest = divmod(math.ceil(seconds), 60)
+    return f"{minutes}:{rest:02d}"
+
+
+def output_path(path: str) -> str:
+    """A path sbatch takes literally ("%" starts its filename patterns); unset means discarded."""
+    return path.replace("%", "%%") if path else "/dev/null"
+
+
+def epoch(text: str) -> float | None:
+    """Seconds since the epoch for Slurm's local "2024-05-01T12:00:00"; None for N/A, Unknown..."""
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def accelerators(gres: str) -> tuple[AcceleratorRequest, ...]:
+    return tuple(AcceleratorRequest(count=int(count), kind=name, model=model or "") for name, model, count in GRES.findall(gres))
+
+
+def to_proto(offered: Iterable[AcceleratorRequest]) -> list[pb.Accelerator]:
+    return [pb.Accelerator(count=a.count, kind=a.kind, model=a.model) for a in offered]
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    """One line of sinfo: a node as one partition sees it."""
+
+    name: str
+    partition: str
+    default_partition: bool
+    cores: int
+    cores_used: int
+    memory: int  # bytes
+    memory_used: int
+    disk: int  # bytes of the node's TmpDisk; 0 where the site does not say
+    accelerators: tuple[AcceleratorRequest, ...]
+    state: str
+    time_limit: float | None  # the partition's, in seconds; None: unlimited
+
+    @classmethod
+    def parse(cls, line: str) -> NodeRow:
+        name, partition, cores, cores_state, memory, memory_used, disk, gres, state, time_limit = line.split("|")[: len(NODE_FIELDS)]
+        return cls(
+            name=name,
+            partition=partition.rstrip("*"),
+            default_partition=partition.endswith("*"),
+            cores=int(cores),
+            cores_used=int(cores_state.split("/")[0]),  # allocated/idle/other/total
+            memory=int(memory) * MIB,
+            memory_used=int(memory_used) * MIB,
+            disk=int(disk) * MIB,
+            accelerators=accelerators(gres),
+            state=state,
+            time_limit=None if time_limit in ("infinite", "UNLIMITED") else units.parse_duration(time_limit),
+        )
+
+
+class SlurmDriver(CommandLineDriver):
+    kind = "slurm"
+    options_field = "slurm"
+    states = STATES
+    transient_errors = TRANSIENT_ERRORS
+
+    def __init__(
+        self,
+        *,
+        partition: str = "",
+        account: str = "",
+        qos: str = "",
+        gres: str = "",
+        time_limit: float | None = None,
+        extra_args: Sequence[str] = (),
+        poll_interval: float = 1.0,
+        command_timeout: float = 60.0,
+        runner: Runner = run_command,
+    ) -> None:
+        super().__init__(poll_interval=poll_interval, command_timeout=command_timeout, runner=runner)
+        self.defaults = pb.SlurmOptions(partition=partition, account=account, qos=qos, gres=gres, extra_args=extra_args)
+        self.time_limit = time_limit
+        self._sacct = ["sacct"]  # becomes `sacct --completion` once sacct says there is no slurmdbd
+        self._nodes: Snapshot[list[NodeRow]] = Snapshot(self._query_nodes)
+
+    # ---- submitting ---------------------------------------------------------------------------
+
+    def validate(self, job: Job) -> None:
+        for name in job.environment:
+            if not SHELL_NAME.fullmatch(name):
+                # /bin/sh, which runs the command, does not pass such a variable on
+                raise InvalidArgument(
+                    f"environment[{name!r}]", "a Slurm job's command runs in /bin/sh, which only passes on names like NAME_1"
+                )
+        if isinstance(job.options, pb.SlurmOptions):
+            for index, arg in enumerate(job.options.extra_args):
+                problem = extra_args_problem(arg)
+                if problem:
+                    raise InvalidArgument(f"slurm.extra_args[{index}]", problem)
+
+    def submit_command(self, job: Job) -> Command:
+        options = pb.SlurmOptions()
+        options.CopyFrom(self.defaults)
+        if isinstance(job.options, pb.SlurmOptions):
+            options.MergeFrom(job.options)  # its strings replace ours; its extra_args follow ours
+        argv = [
+            "sbatch",
+            "--parsable",
+            f"--job-name={job.name or f'batchgate-{job.job_id}'}",
+            f"--comment={self.tag(job.job_id)}",
+            f"--cpus-per-task={max(1, math.ceil(job.cores))}",
+            f"--output={output_path(job.stdout_path)}",
+            f"--error={output_path(job.stderr_path)}",
+        ]
+        if job.memory > 0:  # --mem=0 would mean the whole node
+            argv.append(f"--mem={math.ceil(job.memory / MIB)}M")
+        gres = [f"{a.kind}:{a.model}:{a.count}" if a.model else f"{a.kind}:{a.count}" for a in job.accelerators]
+        gres += [options.gres] if options.gres else []
+        if gres:
+            argv.append(f"--gres={','.join(gres)}")
+        time_limit = job.wall_time or self.time_limit
+        if time_limit:
+            argv.append(f"--time={slurm_time(time_limit)}")
+        for flag, value in (("--partition", options.partition), ("--account", options.account), ("--qos", options.qos)):
+            if value:
+                argv.append(f"{flag}={value}")
+        if job.working_directory:
+            argv.append(f"--chdir={job.working_directory}")
+        argv += options.extra_args
+        return Command(argv, stdin=batch_script(job))
+
+    def parse_submitted(self, stdout: str) -> str:
+        return stdout.strip().split(";")[0]  # "<id>" or "<id>;<cluster>"
+
+    def cancel_command(self, backing_ids: Sequence[str]) -> Command:
+        return Command(["scancel", *backing_ids])
+
+    # ---- watching -----------------------------------------------------------------------------
+
+    def queue_command(self) -> Command:
+        return Command(["squeue", "--me", "--noheader", "--states=all", "--Format=" + ",".join(f"{field}:|" for field in QUEUE_FIELDS)])
+
+    def parse_queue(self, stdout: str) -> Iterable[NativeStatus]:
+        for line in stdout.splitlines():
+            if not line.endswith("|"):
+                continue
+            job_id, state, reason, wait_status, start, end, comment = line[:-1].split("|", 6)
+            raw = int(wait_status)  # a wait(2) status: the exit code above the signal number
+            yield NativeStatus(
+                backing_id=job_id,
+                state=state,
+                reason="" if reason == "None" else reason,
+                exit_code=(raw >> 8) & 0xFF,
+                signal=raw & 0x7F,
+                started_at=epoch(start),
+                ended_at=epoch(end),
+                tag="" if comment == "(null)" else comment,
+            )
+
+    def history(self, backing_ids: Sequence[str]) -> Iterable[NativeStatus]:
+        argv = [
+            *self._sacct,
+            "--noheader",
+            "--parsable2",
+            "--allocations",
+            "--starttime=1970-01-01",
+            f"--jobs={','.join(backing_ids)}",
+            f"--format={','.join(HISTORY_FIELDS)}",
+        ]
+        try:
+            stdout = self.run(Command(argv))
+        except SchedulerError as error:
+            if len(self._sacct) > 1 or ACCOUNTING_DISABLED not in error.message:
+                raise
+            log.info("no slurmdbd: reading how jobs ended with `sacct --completion` (jobcomp)")
+            self._sacct = ["sacct", "--completion"]
+            return self.history(backing_ids)
+        return [self._parse_history_line(line) for line in stdout.splitlines() if line.count("|") == len(HISTORY_FIELDS) - 1]
+
+    @staticmethod
+    def _parse_history_line(line: str) -> NativeStatus:
+        job_id, state, exit_code, start, end = line.split("|")
+        code, _, signal = exit_code.partition(":")
+        return NativeStatus(
+            backing_id=job_id,
+            state=state.split(" ")[0],  # "CANCELLED by 1000"
+            exit_code=int(code or 0),
+            signal=int(signal or 0),
+            started_at=epoch(start),
+            ended_at=epoch(end),
+        )
+
+    def never_starts(self, reason: str) -> bool:
+        first, _, rest = reason.partition(",")
+        return first in NEVER_CLEARS or (first == "ReqNodeNotAvail" and "UnavailableNodes:" in rest and not rest.endswith(":"))
+
+    # ---- capacity -----------------------------------------------------------------------------
+
+    def _query_nodes(self) -> list[NodeRow]:
+        argv = ["sinfo", "--noheader", "--Node", "--Format=" + ",".join(f"{field}:|" for field in NODE_FIELDS)]
+        return [NodeRow.parse(line) for line in self.run(Command(argv)).splitlines() if line.endswith("|")]
+
+    def limits(self) -> Limits:
+        rows, _ = self._nodes.get(LIMITS_MAX_AGE, stale_ok=True)
+        partition = [r for r in rows if r.partition == self.defaults.partition] or [r for r in rows if r.default_partition]
+        if not partition:
+            return Limits()
+        most: dict[tuple[str, str], int] = {}
+        for row in partition:
+            for offered in row.accelerators:
+                most[(offered.kind, offered.model)] = max(offered.count, most.get((offered.kind, offered.model), 0))
+        return Limits(
+            max_cores=max(row.cores for row in partition),
+            max_memory=max(row.memory for row in partition),
+            max_disk=max(row.disk for row in partition) or None,
+            max_wall_time=partition[0].time_limit,
+            accelerators=tuple(AcceleratorRequest(count=count, kind=kind, model=model) for (kind, model), count in most.items()),
+        )
+
+    def nodes(self) -> list[pb.Node]:
+        rows, _ = self._nodes.get(self.poll_interval)
+        by_name = {row.name: row for row in rows}  # a node is listed once per partition
+        return [
+            pb.Node(
+                name=row.name,
+                state=row.state,
+                cores=row.cores,
+                cores_used=row.cores_used,
+                memory=row.memory,
+                memory_used=row.memory_used,
+                accelerators=to_proto(row.accelerators),
+            )
+            for row in by_name.values()
+        ]
+
+    def node_types(self) -> list[pb.NodeType]:
+        rows, _ = self._nodes.get(self.poll_interval)
+        shapes: dict[tuple[int, int, int, tuple[AcceleratorRequest, ...]], set[str]] = {}
+        for row in rows:
+            shapes.setdefault((row.cores, row.memory, row.disk, row.accelerators), set()).add(row.name)
+        return [
+            pb.NodeType(cores=cores, memory=memory, disk=disk, accelerators=to_proto(offered), count=len(names))
+            for (cores, memory, disk, offered), names in shapes.items()
+        ]
