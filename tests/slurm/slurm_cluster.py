@@ -1,0 +1,105 @@
+"""The real single-node Slurm the Slurm tests run against, and a JobEvents recorder for drivers.
+
+`ensure_slurm` runs scripts/slurm-up, which installs and starts Slurm when it is missing: a test
+that needs Slurm fails, never skips, when Slurm cannot be had.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from batchgate.driver import Outcome
+
+ROOT = Path(__file__).resolve().parents[2]
+SLURM_DIR = Path(os.environ.get("SLURM_DIR", "/tmp/batchgate-slurm"))
+_up = False
+
+
+def ensure_slurm() -> None:
+    """Start (and if need be install) the test cluster; fail loudly if it will not come up."""
+    global _up
+    if _up:
+        return
+    done = subprocess.run([str(ROOT / "scripts" / "slurm-up")], capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"scripts/slurm-up failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    _up = True
+
+
+def stop_controller() -> None:
+    """Stop slurmctld, as an outage would: jobs keep running under slurmd."""
+    pid = int((SLURM_DIR / "slurmctld.pid").read_text())
+    os.kill(pid, 15)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists():
+        if time.monotonic() > deadline:
+            raise AssertionError("slurmctld did not stop")
+        time.sleep(0.05)
+
+
+def start_controller() -> None:
+    global _up
+    _up = False
+    ensure_slurm()
+
+
+def squeue(*args: str) -> str:
+    return subprocess.run(["squeue", "--me", "--noheader", *args], capture_output=True, text=True, check=True).stdout
+
+
+def cancel_tagged(instance_id: str) -> None:
+    """Cancel whatever a test's driver left in Slurm (its jobs carry the instance id)."""
+    ids = [
+        job_id
+        for job_id, _, comment in (line.partition("|") for line in squeue("--states=PD,R,CG,S", "--Format=JobID:|,Comment:").splitlines())
+        if comment.strip().startswith(f"batchgate:{instance_id}:")
+    ]
+    if ids:
+        subprocess.run(["scancel", *ids], check=True)
+
+
+class Recorder:
+    """JobEvents that keeps every report a driver makes, for tests to wait on and count."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self.starts: dict[int, tuple[str | None, float | None]] = {}
+        self.ends: list[tuple[int, Outcome]] = []
+
+    def started(self, job_id: int, *, backing_id: str | None = None, at: float | None = None) -> None:
+        with self._changed:
+            self.starts[job_id] = (backing_id, at)
+            self._changed.notify_all()
+
+    def ended(self, job_id: int, outcome: Outcome) -> None:
+        with self._changed:
+            self.ends.append((job_id, outcome))
+            self._changed.notify_all()
+
+    def checkpoint(self, key: str, value: int) -> None:
+        raise AssertionError("a scheduler driver keeps no checkpoints")
+
+    def checkpoints(self) -> dict[str, int]:
+        return {}
+
+    def wait_started(self, job_id: int, timeout: float = 30.0) -> None:
+        with self._changed:
+            if not self._changed.wait_for(lambda: job_id in self.starts, timeout):
+                raise AssertionError(f"job {job_id} did not start within {timeout} s")
+
+    def outcome(self, job_id: int, timeout: float = 30.0) -> Outcome:
+        """The one outcome reported for `job_id` (waiting for it)."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: job_id in self.ended_ids(), timeout):
+                queue = squeue("--states=all", "--Format=JobID:|,State:|,Reason:|,Comment:")
+                raise AssertionError(f"job {job_id} did not end within {timeout} s; reports so far: {self.ends}\nsqueue:\n{queue}")
+            (outcome,) = [outcome for ended, outcome in self.ends if ended == job_id]
+            return outcome
+
+    def ended_ids(self) -> collections.Counter[int]:
+        return collections.Counter(job_id for job_id, _ in self.ends)
