@@ -238,7 +238,9 @@ class CommandLineDriver(Driver):
                 if not any(fragment in failure.stderr for fragment in self.transient_errors):
                     raise SchedulerError(self.kind, str(failure)) from None
                 last_words = failure.stderr
-            if time.monotonic() + delay >= deadline or self._closing.is_set():
+            if self._closing.is_set():
+                raise SchedulerError(self.kind, f"{command.argv[0]} failed as the service was stopping: {last_words}")
+            if time.monotonic() + delay >= deadline:
                 raise SchedulerError(self.kind, f"{command.argv[0]} kept failing for {self.command_timeout:g} s: {last_words}")
             self._closing.wait(delay)
             delay = min(2 * delay, MAX_RETRY_DELAY)
@@ -285,6 +287,8 @@ class CommandLineDriver(Driver):
             try:
                 backing_id = self.parse_submitted(self.run(self.submit_command(job)))
             except SchedulerError as error:
+                if self._closing.is_set():
+                    raise  # the kit keeps the jobs of a failed batch and submits them after the restart
                 self._not_taken(job, error)
                 return ""
         self._watch(backing_id, job.job_id)
@@ -378,7 +382,8 @@ class CommandLineDriver(Driver):
         try:
             queue, taken_at = self._queue.get(max_age=self.poll_interval)
         except SchedulerError as error:
-            self._give_up(watched, error)
+            if not self._closing.is_set():  # stopping is no reason to fail jobs: the next run adopts them
+                self._give_up(watched, error)
             return
         known = {backing_id: job for backing_id, job in watched.items() if job.since <= taken_at}
         statuses = {backing_id: queue[backing_id] for backing_id in known if backing_id in queue}

@@ -174,7 +174,8 @@ def test_a_job_submitted_but_not_recorded_before_a_restart_is_not_submitted_twic
     assert second.events.outcome(1).exit_reason is ExitReason.FINISHED
 
 
-def test_a_controller_outage_is_ridden_out_and_a_lasting_one_fails_jobs_quoting_slurm(attach: DriverFactory) -> None:
+def test_controller_outages_are_ridden_out_or_fail_jobs_quoting_slurm_but_never_at_a_stop(attach: DriverFactory) -> None:
+    # An outage shorter than the command timeout: the running job is reported once, as it ended.
     patient = attach(command_timeout=40.0)
     patient.submit(make_job(1, "sleep 6"))
     patient.events.wait_started(1)
@@ -185,20 +186,30 @@ def test_a_controller_outage_is_ridden_out_and_a_lasting_one_fails_jobs_quoting_
         start_controller()
     assert patient.events.outcome(1, timeout=60).exit_reason is ExitReason.FINISHED
 
+    # A lasting one: a submission fails, quoting Slurm. A driver stopped meanwhile fails nothing;
+    # its job is adopted by the next run once Slurm is back.
     hasty = attach(command_timeout=10.0)
     hasty.submit(make_job(2, "true"))
     hasty.events.outcome(2)
+    stopping = attach(command_timeout=60.0)
+    (survivor,) = stopping.submit(make_job(5, "sleep 10"))
+    stopping.events.wait_started(5)
     stop_controller()
     try:
         assert list(hasty.driver.submit([make_job(3, "true")])) == [""]
         outcome = hasty.events.outcome(3, timeout=1)
+        stopping.driver.close()
     finally:
         start_controller()
     assert outcome.exit_reason is ExitReason.ERROR
     assert "sbatch kept failing" in outcome.message and "Unable to contact slurm controller" in outcome.message
+    assert not stopping.events.ends
 
     hasty.submit(make_job(4, "true"))
     assert hasty.events.outcome(4).exit_reason is ExitReason.FINISHED
+    restarted = attach(stopping.instance_id)
+    restarted.driver.adopt([SubmittedJob(survivor.job, survivor.backing_id, started_at=stopping.events.starts[5][1])])
+    assert restarted.events.outcome(5).exit_reason is ExitReason.FINISHED
     assert patient.events.ended_ids() == Counter({1: 1})
 
 
