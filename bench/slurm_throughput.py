@@ -59,20 +59,22 @@ def cancel(backing_ids: Sequence[str]) -> None:
 
 
 def submit_throughput(count: int) -> None:
-    driver = attached(poll_interval=3600)  # no polling: submission only
+    # Two service instances: the driver would take the loop's jobs (same tags) for its own.
+    looping, driver = attached(poll_interval=3600), attached(poll_interval=3600)  # no polling: submission only
     jobs = held_jobs(count)
 
     started = time.monotonic()
     looped = []
     for job in jobs:
-        command = driver.submit_command(job)
+        command = looping.submit_command(job)
         done = subprocess.run(command.argv, input=command.stdin, capture_output=True, text=True, check=True)
-        looped.append(driver.parse_submitted(done.stdout))
+        looped.append(looping.parse_submitted(done.stdout))
     loop_rate = count / (time.monotonic() - started)
 
     started = time.monotonic()
     submitted = list(driver.submit(jobs))
     driver_rate = count / (time.monotonic() - started)
+    looping.close()
     driver.close()
     cancel(looped + submitted)
     assert all(submitted), "the driver failed to submit some jobs"
