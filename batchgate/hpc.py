@@ -276,6 +276,8 @@ class CommandLineDriver(Driver):
             try:
                 self._left_behind = self._tagged_jobs()
             except SchedulerError as error:
+                if self._closing.is_set():
+                    raise  # the kit keeps the jobs of a failed batch and submits them after the restart
                 for job in jobs:
                     self._not_taken(job, error)
                 return [""] * len(jobs)
