@@ -3,38 +3,10 @@ slow jobs that start with the session so their minute or more overlaps every oth
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 import pytest
-from slurm_cluster import Recorder, cancel_tagged, ensure_slurm
-
-from batchgate.driver import Job, SubmittedJob
-from batchgate.services.slurm.driver import SlurmDriver
-
-TEST_POLL_INTERVAL = 0.2
-
-
-def make_job(job_id: int, command: str, **fields: object) -> Job:
-    """A small job: one core, 64 MiB, no disk, unless told otherwise."""
-    defaults: dict[str, object] = {"name": f"test-{job_id}", "cores": 1.0, "memory": 64 * 1024**2, "disk": 0}
-    return Job(job_id=job_id, command=command, **{**defaults, **fields})  # type: ignore[arg-type]
-
-
-@dataclass
-class Attached:
-    driver: SlurmDriver
-    events: Recorder
-    instance_id: str
-
-    def submit(self, *jobs: Job) -> list[SubmittedJob]:
-        backing_ids = self.driver.submit(jobs)
-        assert all(backing_ids), f"sbatch refused a job: {self.events.ends}"
-        return [SubmittedJob(job, backing_id) for job, backing_id in zip(jobs, backing_ids, strict=True)]
-
-
-DriverFactory = Callable[..., Attached]
+from slurm_cluster import Attached, DriverFactory, SlowJobs, attach_driver, cancel_tagged, ensure_slurm, make_job
 
 
 @pytest.fixture(scope="session")
@@ -44,17 +16,12 @@ def slurm() -> None:
 
 @pytest.fixture
 def attach(slurm: None) -> Iterator[DriverFactory]:
-    """Make SlurmDrivers attached to recorders; each gets a fresh instance id unless given one.
-    Whatever they leave in Slurm is cancelled afterwards."""
+    """Make attached SlurmDrivers (see attach_driver); whatever they leave in Slurm is cancelled."""
     made: list[Attached] = []
 
     def factory(instance_id: str = "", **options: object) -> Attached:
-        options.setdefault("poll_interval", TEST_POLL_INTERVAL)
-        options.setdefault("command_timeout", 30.0)
-        attached = Attached(SlurmDriver(**options), Recorder(), instance_id or uuid.uuid4().hex[:12])  # type: ignore[arg-type]
-        attached.driver.attach(attached.events, attached.instance_id)
-        made.append(attached)
-        return attached
+        made.append(attach_driver(instance_id, **options))
+        return made[-1]
 
     yield factory
     for attached in made:
@@ -63,27 +30,13 @@ def attach(slurm: None) -> Iterator[DriverFactory]:
         cancel_tagged(instance_id)
 
 
-@dataclass
-class SlowJobs:
-    """Submitted when the session starts: a job over its one-minute limit (Slurm enforces time
-    limits only every 30 s), and a quick job whose driver closed at once, to be adopted after
-    Slurm has dropped it from the queue (MinJobAge, then a purge cycle of up to a minute)."""
-
-    timed: Attached
-    over_time: SubmittedJob
-    forgotten_instance: str
-    forgotten: SubmittedJob
-
-
 @pytest.fixture(scope="session", autouse=True)
 def slow_jobs(slurm: None) -> Iterator[SlowJobs]:
     # A long command timeout: this driver must ride out the controller outage another test makes.
-    timed = Attached(SlurmDriver(poll_interval=TEST_POLL_INTERVAL, command_timeout=120.0), Recorder(), uuid.uuid4().hex[:12])
-    timed.driver.attach(timed.events, timed.instance_id)
+    timed = attach_driver(command_timeout=120.0)
     (over_time,) = timed.submit(make_job(1, "sleep 600", wall_time=1.0))
 
-    first = Attached(SlurmDriver(poll_interval=3600.0, command_timeout=30.0), Recorder(), uuid.uuid4().hex[:12])
-    first.driver.attach(first.events, first.instance_id)
+    first = attach_driver(poll_interval=3600.0)
     (forgotten,) = first.submit(make_job(1, "exit 7"))
     first.driver.close()
 

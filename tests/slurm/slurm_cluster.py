@@ -1,7 +1,8 @@
-"""The real single-node Slurm the Slurm tests run against, and a JobEvents recorder for drivers.
+"""The real single-node Slurm the Slurm tests run against, and drivers attached to recorders.
 
 `ensure_slurm` runs scripts/slurm-up, which installs and starts Slurm when it is missing: a test
 that needs Slurm fails, never skips, when Slurm cannot be had.
+(A module of its own, not conftest.py: every test directory has a conftest module.)
 """
 
 from __future__ import annotations
@@ -11,12 +12,17 @@ import os
 import subprocess
 import threading
 import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from batchgate.driver import Outcome
+from batchgate.driver import Job, Outcome, SubmittedJob
+from batchgate.services.slurm.driver import SlurmDriver
 
 ROOT = Path(__file__).resolve().parents[2]
 SLURM_DIR = Path(os.environ.get("SLURM_DIR", "/tmp/batchgate-slurm"))
+TEST_POLL_INTERVAL = 0.2
 _up = False
 
 
@@ -103,3 +109,47 @@ class Recorder:
 
     def ended_ids(self) -> collections.Counter[int]:
         return collections.Counter(job_id for job_id, _ in self.ends)
+
+
+def make_job(job_id: int, command: str, **fields: object) -> Job:
+    """A small job: one core, 64 MiB, no disk, unless told otherwise."""
+    defaults: dict[str, object] = {"name": f"test-{job_id}", "cores": 1.0, "memory": 64 * 1024**2, "disk": 0}
+    return Job(job_id=job_id, command=command, **{**defaults, **fields})  # type: ignore[arg-type]
+
+
+@dataclass
+class Attached:
+    """A driver attached to a recorder, as the kit would attach it."""
+
+    driver: SlurmDriver
+    events: Recorder
+    instance_id: str
+
+    def submit(self, *jobs: Job) -> list[SubmittedJob]:
+        backing_ids = self.driver.submit(jobs)
+        assert all(backing_ids), f"sbatch refused a job: {self.events.ends}"
+        return [SubmittedJob(job, backing_id) for job, backing_id in zip(jobs, backing_ids, strict=True)]
+
+
+def attach_driver(instance_id: str = "", **options: object) -> Attached:
+    """A SlurmDriver attached to a new Recorder, with a fresh instance id unless given one."""
+    options.setdefault("poll_interval", TEST_POLL_INTERVAL)
+    options.setdefault("command_timeout", 30.0)
+    attached = Attached(SlurmDriver(**options), Recorder(), instance_id or uuid.uuid4().hex[:12])  # type: ignore[arg-type]
+    attached.driver.attach(attached.events, attached.instance_id)
+    return attached
+
+
+DriverFactory = Callable[..., Attached]
+
+
+@dataclass
+class SlowJobs:
+    """Submitted when the session starts: a job over its one-minute limit (Slurm enforces time
+    limits only every 30 s), and a quick job whose driver closed at once, to be adopted after
+    Slurm has dropped it from the queue (MinJobAge, then a purge cycle of up to a minute)."""
+
+    timed: Attached
+    over_time: SubmittedJob
+    forgotten_instance: str
+    forgotten: SubmittedJob

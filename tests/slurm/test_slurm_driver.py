@@ -12,8 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import DriverFactory, make_job
-from slurm_cluster import squeue, start_controller, stop_controller
+from slurm_cluster import DriverFactory, make_job, squeue, start_controller, stop_controller
 
 from batchgate.driver import ExitReason, SubmittedJob
 from batchgate.errors import InvalidArgument

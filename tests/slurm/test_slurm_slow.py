@@ -6,8 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import DriverFactory, SlowJobs
-from slurm_cluster import squeue
+from slurm_cluster import DriverFactory, SlowJobs, squeue
 
 from batchgate.driver import ExitReason
 
