@@ -4,6 +4,7 @@ restart the process that holds the jobs, gently (SIGTERM) or not (kill -9)."""
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,3 +69,8 @@ TARGETS: dict[str, Callable[[Path], contextlib.AbstractContextManager[Target]]] 
     "local": local_target,
     "gateway": gateway_target,
 }
+
+sys.path.insert(0, str(Path(__file__).parent.parent))
+from slurm.contract_target import slurm_target  # noqa: E402  (a real Slurm; see tests/slurm)
+
+TARGETS["slurm"] = slurm_target
