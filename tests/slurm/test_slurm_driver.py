@@ -241,7 +241,8 @@ def test_one_queue_query_per_poll_cycle_whatever_the_number_of_jobs(attach: Driv
     slurm.driver.close()
     cycles = slurm.driver.poll_cycles - cycles_before
     assert cycles >= 5
-    assert counting.commands == Counter({"squeue": cycles})
+    # One squeue a cycle; the first may still use the answer the submission asked for just before.
+    assert set(counting.commands) == {"squeue"} and cycles - 1 <= counting.commands["squeue"] <= cycles
 
 
 def test_limits_nodes_and_node_types_come_from_sinfo(attach: DriverFactory) -> None:
