@@ -249,11 +249,13 @@ class BatchService:
                     for live, backing_id in zip(batch, backing_ids, strict=True):
                         if backing_id is None:
                             deferred.append(live.job.job_id)
-                        elif live.state is JobState.QUEUED:  # not already started, ended or killed
+                            continue
+                        if live.state is JobState.QUEUED:  # not already started, ended or killed
                             live.state = JobState.SUBMITTED
+                        # The driver may have reported the start (without an id) before we got here.
+                        if backing_id and not live.backing_id:
                             live.backing_id = backing_id
-                            if backing_id:  # without an id there is nothing to adopt after a crash
-                                submitted.append((live.job.job_id, backing_id))
+                            submitted.append((live.job.job_id, backing_id))
                 if submitted:
                     self.store.set_submitted(submitted)
                 if deferred:

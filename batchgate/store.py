@@ -168,7 +168,9 @@ class Store:
     def set_submitted(self, submitted: Sequence[tuple[int, str]]) -> None:
         with self._transaction() as db:
             db.executemany(
-                "UPDATE jobs SET state = 'submitted', backing_id = ? WHERE job_id = ? AND state = 'queued'",
+                # The start may be recorded first (a driver that learns the id only later).
+                "UPDATE jobs SET backing_id = ?, state = CASE state WHEN 'queued' THEN 'submitted' ELSE state END "
+                "WHERE job_id = ? AND backing_id = '' AND state IN ('queued', 'running')",
                 [(backing_id, job_id) for job_id, backing_id in submitted],
             )
 
