@@ -70,6 +70,7 @@ class LocalDriver(Driver):
         self._reaper: Reaper | None = None
         # Jobs start from the service's environment; read once (os.environ decodes on every read).
         self._base_environment = dict(os.environ)
+        processes.keep_inherited_descriptors_from_jobs()
 
     # ---- Driver ------------------------------------------------------------------------------
 
@@ -283,7 +284,9 @@ class LocalDriver(Driver):
             age = time.time() - candidate.create_time()
         except psutil.Error:
             return None
-        return JobProcess(job_id=submitted.job.job_id, pid=candidate.pid, token=token, started_monotonic=time.monotonic() - age)
+        return JobProcess(
+            job_id=submitted.job.job_id, pid=candidate.pid, token=token, started_monotonic=time.monotonic() - age, child=False
+        )
 
     def _describe_free(self) -> str:
         budget = self.budget

@@ -209,3 +209,12 @@ def test_the_wall_time_of_a_sleep_is_measured(local_service: RunningService) -> 
     stub.IssueJob(pb.IssueJobRequest(spec=spec("sleep 0.5")))
     (update,) = collect_updates(stub, 1)
     assert 0.5 <= update.wall_time_seconds <= time.monotonic() - started
+
+
+def test_a_job_gets_only_stdin_stdout_and_stderr(local_service: RunningService, tmp_path: Path) -> None:
+    # Descriptors the service has (or inherited from whatever started it) stay out of jobs.
+    listing = tmp_path / "fds"
+    stub = local_service.stub()
+    stub.IssueJob(pb.IssueJobRequest(spec=spec(f"exec ls /proc/self/fd > {listing}")))
+    collect_updates(stub, 1)
+    assert sorted(listing.read_text().split()) == ["0", "1", "2", "3"]  # 3: ls reading the directory
