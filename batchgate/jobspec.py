@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from batchgate import __version__
 from batchgate.driver import AcceleratorRequest, Job, Limits
 from batchgate.errors import InsufficientSystemResources, InvalidArgument
 from batchgate.v1 import batchgate_pb2 as pb
@@ -169,4 +170,5 @@ def limits_to_proto(limits: Limits, backend: str, kind: str) -> pb.GetCapabiliti
             for a in limits.accelerators
         ],
         supports_preemptible=limits.supports_preemptible,
+        version=__version__,
     )
