@@ -12,12 +12,12 @@ import threading
 
 import grpc
 
+from batchgate.backoff import Backoff
 from batchgate.errors import BatchgateError, from_rpc_error
 from batchgate.v1 import batchgate_pb2 as pb
 from batchgate.v1 import batchgate_pb2_grpc as rpc
 
-FIRST_RETRY_DELAY = 0.1  # seconds
-MAX_RETRY_DELAY = 2.0
+MAX_RETRY_DELAY = 2.0  # seconds: a client should find a restarted service quickly
 
 # Codes that say the request itself is wrong or can never be served: reopening the stream would
 # fail the same way forever, so the reader stops and the caller sees the error.
@@ -73,7 +73,7 @@ class UpdateFeed:
         self._reader.join()
 
     def _read_forever(self) -> None:
-        delay = FIRST_RETRY_DELAY
+        backoff = Backoff(most=MAX_RETRY_DELAY)
         while not self._stopping.is_set():
             request = pb.GetUpdatedJobRequest(after_sequence=self._received, job_set=self._job_set)
             with self._lock:
@@ -82,7 +82,7 @@ class UpdateFeed:
                 call = self._call = self._stub.GetUpdatedJob(request)
             try:
                 for response in call:
-                    delay = FIRST_RETRY_DELAY  # the service answered: the next break starts afresh
+                    backoff.reset()  # the service answered: the next break starts afresh
                     self._queue_new(response.updates)
             except grpc.RpcError as error:
                 if self._stopping.is_set():
@@ -92,8 +92,7 @@ class UpdateFeed:
                     self._updates.put(None)
                     return
             # A stream that ends, cleanly or not, is reopened: the service promises to keep it open.
-            self._stopping.wait(delay)
-            delay = min(delay * 2, MAX_RETRY_DELAY)
+            self._stopping.wait(backoff.next())
 
     def _queue_new(self, updates: list[pb.UpdatedJob]) -> None:
         for update in updates:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Generic, TypeVar
 
 from batchgate import metrics
+from batchgate.backoff import Backoff
 from batchgate.driver import (
     UNKNOWN_EXIT_STATUS,
     Driver,
@@ -44,8 +45,6 @@ from batchgate.errors import SchedulerError
 
 log = logging.getLogger(__name__)
 
-FIRST_RETRY_DELAY = 0.1  # seconds; doubled after each failed attempt
-MAX_RETRY_DELAY = 5.0
 KILL_CHECK_INTERVAL = 0.2
 # A job the scheduler has no record of, in the queue or in its history, is reported MISSING
 # only after this many poll cycles: a history database may record a job a little late.
@@ -227,7 +226,7 @@ class CommandLineDriver(Driver):
         exponential backoff for up to `command_timeout` seconds; then, or at once for any other
         failure, raises SchedulerError quoting the scheduler's last words."""
         deadline = time.monotonic() + self.command_timeout
-        delay = FIRST_RETRY_DELAY
+        backoff = Backoff()
         last_words = f"no answer within {self.command_timeout:g} s"
         while True:
             try:
@@ -240,10 +239,9 @@ class CommandLineDriver(Driver):
                 last_words = failure.stderr
             if self._closing.is_set():
                 raise SchedulerError(self.kind, f"{command.argv[0]} failed as the service was stopping: {last_words}")
-            if time.monotonic() + delay >= deadline:
+            if time.monotonic() + backoff.peek() >= deadline:
                 raise SchedulerError(self.kind, f"{command.argv[0]} kept failing for {self.command_timeout:g} s: {last_words}")
-            self._closing.wait(delay)
-            delay = min(2 * delay, MAX_RETRY_DELAY)
+            self._closing.wait(backoff.next())
 
     def _attempt(self, command: Command, timeout: float) -> str:
         operation = command.argv[0]

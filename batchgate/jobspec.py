@@ -17,10 +17,13 @@ from batchgate.driver import AcceleratorRequest, Job, Limits
 from batchgate.errors import InsufficientSystemResources, InvalidArgument
 from batchgate.v1 import batchgate_pb2 as pb
 
-INT64_MAX = 2**63 - 1
 MAX_TEXT = 4096  # names, keys and paths; commands may be longer
 MAX_COMMAND = 1 << 20
 BACKEND_OPTION_FIELDS = tuple(field.name for field in pb.JobSpec.DESCRIPTOR.oneofs_by_name["backend_options"].fields)
+# JobSpec's typed options by message type: "batchgate.v1.SlurmOptions" -> "slurm".
+_OPTION_FIELD_BY_TYPE = {
+    field.message_type.full_name: field.name for field in pb.JobSpec.DESCRIPTOR.oneofs_by_name["backend_options"].fields
+}
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,37 @@ def to_job(job_id: int, resolved: pb.JobSpec) -> Job:
         backend=resolved.backend,
         options=getattr(resolved, options_field) if options_field else None,
     )
+
+
+def options_field(job: Job) -> str | None:
+    """The JobSpec field the job's typed options came in ("slurm", ...), if it has any."""
+    return None if job.options is None else _OPTION_FIELD_BY_TYPE[job.options.DESCRIPTOR.full_name]
+
+
+def to_spec(job: Job) -> pb.JobSpec:
+    """The resolved spec a Job was made from (the inverse of `to_job`, but for the id)."""
+    spec = pb.JobSpec(
+        command=job.command,
+        name=job.name,
+        cores=job.cores,
+        memory=job.memory,
+        disk=job.disk,
+        accelerators=[pb.Accelerator(count=a.count, kind=a.kind, model=a.model, brand=a.brand, api=a.api) for a in job.accelerators],
+        preemptible=job.preemptible,
+        environment=job.environment,
+        working_directory=job.working_directory,
+        stdout_path=job.stdout_path,
+        stderr_path=job.stderr_path,
+        job_set=job.job_set,
+        request_key=job.request_key,
+        backend=job.backend,
+    )
+    if job.wall_time is not None:
+        spec.wall_time_seconds = job.wall_time
+    field = options_field(job)
+    if field is not None and job.options is not None:
+        getattr(spec, field).CopyFrom(job.options)
+    return spec
 
 
 def shortfall(job: Job, limits: Limits, backend: str) -> InsufficientSystemResources | None:

@@ -22,7 +22,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from batchgate import metrics
-from batchgate.driver import Driver, Job, Outcome, SubmittedJob
+from batchgate.backoff import Backoff
+from batchgate.driver import Driver, Job, Limits, Outcome, SubmittedJob
 from batchgate.errors import BatchgateError, InvalidArgument
 from batchgate.jobspec import Defaults, check_env_name, check_env_value, limits_to_proto, resolve, shortfall, to_job
 from batchgate.store import JobState, NewJob, NewUpdate, Store
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 DISPATCH_BATCH = 500
 BUSY_BATCH = 4  # reports in the last commit that mean the recorder is busy
 GROUP_COMMIT_DELAY = 0.004
-RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 @dataclass
@@ -138,7 +138,7 @@ class BatchService:
 
     # ---- issue -------------------------------------------------------------------------------
 
-    def resolve(self, spec: pb.JobSpec, field_prefix: str) -> tuple[Job, pb.JobSpec]:
+    def resolve(self, spec: pb.JobSpec, field_prefix: str, limits: Limits | None = None) -> tuple[Job, pb.JobSpec]:
         """Validate a spec as issue would, without recording anything. Raises BatchgateError.
 
         Returns the driver's Job (id 0 until issued) and the resolved spec that is stored."""
@@ -157,7 +157,7 @@ class BatchService:
         except InvalidArgument as error:
             raise error.within(field_prefix) from None
         if not self.driver.routes:
-            too_big = shortfall(job, self.driver.limits(), self.name)
+            too_big = shortfall(job, limits or self.driver.limits(), self.name)
             if too_big is not None:
                 raise too_big
         resolved.backend = self.driver.route(job)
@@ -168,7 +168,8 @@ class BatchService:
 
         `batched` says the specs came as IssueJobs' `specs` (errors name `specs[i].field`)
         rather than IssueJob's `spec`."""
-        resolved = [self.resolve(spec, f"specs[{index}]" if batched else "spec") for index, spec in enumerate(specs)]
+        limits = self.driver.limits()  # once per call, not once per spec
+        resolved = [self.resolve(spec, f"specs[{index}]" if batched else "spec", limits) for index, spec in enumerate(specs)]
         now = time.time()
         with self._issue_lock:
             known = self.store.job_ids_for_keys(job.request_key for job, _ in resolved if job.request_key)
@@ -228,7 +229,7 @@ class BatchService:
     # ---- dispatch ----------------------------------------------------------------------------
 
     def _dispatch_loop(self) -> None:
-        failures = 0
+        backoff = Backoff()
         while not self._stopping.is_set():
             with self._dispatch_ready:
                 self._dispatch_ready.wait_for(lambda: self._dispatch_queue or self._stopping.is_set())
@@ -262,10 +263,9 @@ class BatchService:
                     with self._dispatch_ready:
                         self._dispatch_queue.extendleft(reversed(deferred))
             if not deferred:
-                failures = 0
+                backoff.reset()
                 continue
-            failures += 1
-            delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1]
+            delay = backoff.next()
             log.warning("%d job(s) could not be submitted; retrying in %.1f s", len(deferred), delay)
             self._stopping.wait(delay)  # outside the submit lock: kills need not wait for the retry
 

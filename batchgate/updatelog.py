@@ -7,7 +7,6 @@ One condition variable wakes every waiting stream when updates are appended.
 
 from __future__ import annotations
 
-import collections
 import threading
 from dataclasses import dataclass
 

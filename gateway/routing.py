@@ -12,18 +12,12 @@ from typing import TypeVar
 
 from batchgate.driver import Job, Limits
 from batchgate.errors import BackendUnavailable, InsufficientSystemResources, InvalidArgument
-from batchgate.jobspec import shortfall
+from batchgate.jobspec import options_field, shortfall
 from batchgate.v1 import batchgate_pb2 as pb
 
 from .backend import Backend
 
 Amount = TypeVar("Amount", int, float)
-
-# JobSpec's typed options by message type: "batchgate.v1.SlurmOptions" -> "slurm".
-OPTION_FIELDS = {
-    field.message_type.full_name: field.name for field in pb.JobSpec.DESCRIPTOR.oneofs_by_name["backend_options"].fields
-}
-
 
 class NoBackendFits(InsufficientSystemResources):
     """No backend can ever run the job; `refusals` says why, backend by backend."""
@@ -42,10 +36,6 @@ class NoBackendReachable(BackendUnavailable):
         text = "; ".join(r.message for r in refusals if r.backend != backend)
         super().__init__(backend, f"backend {backend!r} is unavailable" + (f"; {text}" if text else ""))
         self.refusals = refusals
-
-
-def options_field(job: Job) -> str | None:
-    return None if job.options is None else OPTION_FIELDS[job.options.DESCRIPTOR.full_name]
 
 
 def check_request(job: Job, backends: Sequence[Backend]) -> None:

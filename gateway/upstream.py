@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from batchgate.backoff import Backoff
 from batchgate.driver import ExitReason, JobEvents, Outcome
 from batchgate.errors import BatchgateError
 from batchgate.v1 import batchgate_pb2 as pb
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 
 PARK_SECONDS = 120.0
 CONNECT_TIMEOUT = 2.0
-RECONNECT_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 @dataclass(frozen=True)
@@ -125,15 +125,13 @@ class Upstream:
         return True
 
     def _follow(self) -> None:
-        failures = 0
+        backoff = Backoff()
         while not self._stopping.is_set():
             if self.backend.available or self.connect():
-                failures = 0
+                backoff.reset()
                 self._stream_updates()
                 self.backend.available = False
-            else:
-                failures += 1
-            self._stopping.wait(RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)])
+            self._stopping.wait(backoff.next())
 
     def _stream_updates(self) -> None:
         """Read the backend's stream from the last sequence read until it ends or breaks."""

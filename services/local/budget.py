@@ -78,10 +78,11 @@ class Budget:
         self.free_disk += grant.disk
         self.free_gpus.extend(grant.gpus)
 
-    def _pick_gpus(self, requests: Sequence[AcceleratorRequest]) -> tuple[Gpu, ...] | None:
+    def _pick_gpus(self, requests: Sequence[AcceleratorRequest], among: Sequence[Gpu] | None = None) -> tuple[Gpu, ...] | None:
+        """GPUs for `requests` from `among` (default: the free ones), or None if they cannot be had."""
         picked: list[Gpu] = []
         for request in requests:
-            matching = [gpu for gpu in self.free_gpus if gpu not in picked and gpu.offers(request)]
+            matching = [gpu for gpu in (self.free_gpus if among is None else among) if gpu not in picked and gpu.offers(request)]
             if len(matching) < request.count:
                 return None
             picked.extend(matching[: request.count])
@@ -89,17 +90,12 @@ class Budget:
 
     def fits_ever(self, job: Job) -> bool:
         """Whether `job` fits the totals (with nothing else running)."""
-        saved = (self.free_tenths, self.free_memory, self.free_disk, list(self.free_gpus))
-        self.free_tenths, self.free_memory, self.free_disk, self.free_gpus = (
-            self.total_tenths,
-            self.total_memory,
-            self.total_disk,
-            list(self.gpus),
+        return (
+            core_tenths(job.cores) <= self.total_tenths
+            and job.memory <= self.total_memory
+            and job.disk <= self.total_disk
+            and self._pick_gpus(job.accelerators, self.gpus) is not None
         )
-        try:
-            return self.acquire(job) is not None
-        finally:
-            self.free_tenths, self.free_memory, self.free_disk, self.free_gpus = saved
 
     def shortage(self, job: Job) -> str | None:
         """What `job` waits for now, in words (None if it fits)."""

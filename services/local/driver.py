@@ -155,7 +155,8 @@ class LocalDriver(Driver):
                     continue
                 shortage = self.budget.shortage(job)
                 if shortage is not None:
-                    reasons[shortage.split(":")[0]] = reasons.get(shortage.split(":")[0], 0) + 1
+                    resource = shortage.split(":")[0]
+                    reasons[resource] = reasons.get(resource, 0) + 1
             free = self._describe_free()
         if not waiting:
             return SchedulingStatus(f"{running} job(s) running, none waiting; free: {free}")
