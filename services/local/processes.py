@@ -12,15 +12,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import selectors
+import select
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import psutil
+
+from .spawn import spawn
 
 log = logging.getLogger(__name__)
 
@@ -37,41 +38,21 @@ class JobProcess:
     token: str
     started_monotonic: float
     child: bool = True
-    popen: subprocess.Popen[bytes] | None = None  # when started through Popen (see start)
     reaped: threading.Event = field(default_factory=threading.Event)
 
     def wait(self) -> int | None:
         """Reap the ended root process: its exit status, or None for an adopted one."""
-        if self.popen is not None:
-            return exit_status(self.popen.wait())
         if not self.child:
             return None
         _, status = os.waitpid(self.pid, 0)
         return exit_status(os.waitstatus_to_exitcode(status))
 
 
-# Signals Python ignores for itself, which a job must get back at their defaults (as Popen does).
-_RESET_SIGNALS = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, name))
-_WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-
-
-def start(job_id: int, token: str, command: str, environment: Mapping[str, str], cwd: str | None, stdout: str, stderr: str) -> JobProcess:
+def start(job_id: int, token: str, command: str, environment: Mapping[str, bytes], cwd: str | None, stdout: str, stderr: str) -> JobProcess:
     """Start the job in a session of its own; raises OSError when it cannot (missing directory,
-    unwritable output).
-
-    posix_spawn costs the service a fraction of what Popen does per job (Popen encodes the
-    environment in Python); Popen is used only for a working directory, which posix_spawn cannot
-    set before Python 3.13."""
-    argv = ["/bin/sh", "-c", command]
-    env = {**environment, MARKER_VARIABLE: token}
-    if cwd:
-        return _start_with_popen(job_id, token, argv, env, cwd, stdout, stderr)
-    actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0), (os.POSIX_SPAWN_OPEN, 1, stdout or os.devnull, _WRITE, 0o666)]
-    if stderr and stderr == stdout:
-        actions.append((os.POSIX_SPAWN_DUP2, 1, 2))
-    else:
-        actions.append((os.POSIX_SPAWN_OPEN, 2, stderr or os.devnull, _WRITE, 0o666))
-    pid = os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True, setsigdef=_RESET_SIGNALS)
+    unwritable output). `environment` is encoded (spawn.encode_environment)."""
+    variables = {**environment, MARKER_VARIABLE: os.fsencode(f"{MARKER_VARIABLE}={token}")}
+    pid = spawn(["/bin/sh", "-c", command], variables.values(), cwd=cwd, stdout=stdout, stderr=stderr)
     return JobProcess(job_id=job_id, pid=pid, token=token, started_monotonic=time.monotonic())
 
 
@@ -86,20 +67,8 @@ def keep_inherited_descriptors_from_jobs() -> None:
                 os.set_inheritable(int(name), False)
 
 
-def _start_with_popen(
-    job_id: int, token: str, argv: list[str], env: dict[str, str], cwd: str, stdout: str, stderr: str
-) -> JobProcess:
-    with contextlib.ExitStack() as files:
-        out = files.enter_context(open(stdout, "wb")) if stdout else subprocess.DEVNULL
-        err = out if stderr and stderr == stdout else files.enter_context(open(stderr, "wb")) if stderr else subprocess.DEVNULL
-        popen = subprocess.Popen(
-            argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True, close_fds=True
-        )
-    return JobProcess(job_id=job_id, pid=popen.pid, token=token, started_monotonic=time.monotonic(), popen=popen)
-
-
 def exit_status(returncode: int) -> int:
-    """Popen's returncode as the contract reports it: a death by signal N is 128+N."""
+    """A returncode (negative: killed by that signal) as the contract reports it: a death by signal N is 128+N."""
     return 128 - returncode if returncode < 0 else returncode
 
 
@@ -160,23 +129,29 @@ class Reaper:
     def __init__(self, on_exit: Callable[[JobProcess, int | None], None], on_timer: Callable[[], float | None]) -> None:
         self._on_exit = on_exit
         self._on_timer = on_timer  # returns seconds until the next timer is due, or None
-        self._selector = selectors.EpollSelector()
+        self._epoll = select.epoll()
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
-        self._selector.register(self._wake_read, selectors.EVENT_READ, None)
-        self._pending: list[JobProcess] = []
-        self._lock = threading.Lock()
+        os.set_blocking(self._wake_write, False)
+        self._epoll.register(self._wake_read, select.EPOLLIN)
+        self._watched: dict[int, JobProcess] = {}  # by pidfd
         self._running = True
         self._thread = threading.Thread(target=self._loop, name="local-reaper", daemon=True)
         self._thread.start()
 
     def watch(self, process: JobProcess) -> None:
-        with self._lock:
-            self._pending.append(process)
-        if threading.get_ident() != self._thread.ident:  # the loop registers it before it waits
-            self.wake()
+        """Callable from any thread: epoll takes new descriptors while the reaper waits on it,
+        so watching a job costs no wake-up of the reaper."""
+        try:
+            pidfd = os.pidfd_open(process.pid)
+        except ProcessLookupError:  # adopted, and already gone
+            self._finish(process, None)
+            return
+        self._watched[pidfd] = process  # before the reaper can see the descriptor ready
+        self._epoll.register(pidfd, select.EPOLLIN)
 
     def wake(self) -> None:
+        """Make the reaper ask for its next timer now (a deadline earlier than it knows of)."""
         with contextlib.suppress(BlockingIOError):
             os.write(self._wake_write, b"\0")
 
@@ -188,29 +163,18 @@ class Reaper:
     def _loop(self) -> None:
         timeout: float | None = None
         while self._running:
-            for key, _ in self._selector.select(timeout):
-                if key.data is None:
+            for descriptor, _ in self._epoll.poll(-1 if timeout is None else timeout):
+                if descriptor == self._wake_read:
                     with contextlib.suppress(BlockingIOError):
                         os.read(self._wake_read, 4096)
                 else:
-                    self._reap(key.fd, key.data)
-            self._register_pending()
+                    self._reap(descriptor)
             timeout = self._on_timer()
 
-    def _register_pending(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, []
-        for process in pending:
-            try:
-                pidfd = os.pidfd_open(process.pid)
-            except ProcessLookupError:  # adopted, and already gone
-                self._finish(process, None)
-                continue
-            self._selector.register(pidfd, selectors.EVENT_READ, process)
-
-    def _reap(self, pidfd: int, process: JobProcess) -> None:
-        self._selector.unregister(pidfd)
-        os.close(pidfd)
+    def _reap(self, pidfd: int) -> None:
+        process = self._watched.pop(pidfd)
+        self._epoll.unregister(pidfd)
+        os.close(pidfd)  # only after the pop: the number may be reused at once
         self._finish(process, process.wait())
 
     def _finish(self, process: JobProcess, status: int | None) -> None:
