@@ -4,10 +4,10 @@ disk and GPUs (Toil's SingleMachineBatchSystem, done with pidfds and process-tre
 Scheduling is first fit in issue order: a job that does not fit now waits, and smaller jobs
 behind it start if they fit (no head-of-line blocking).
 
-Besides the callers of submit and kill, two kinds of thread: the reaper (sees processes end,
-frees their share, picks what starts next) and a few launchers. Starting a process means
-waiting for it to exec, and the kernel execs several at once: when the reaper started jobs
-itself, ended ones waited behind each start (18 of 20 slots held by zombies under load).
+Jobs start in the thread that submits them when they fit at once; jobs that get their turn
+when another ends are started by a few launcher threads, not by the reaper that saw the end:
+starting a process means waiting for it to exec, and when the reaper started jobs itself,
+ended ones waited behind each start (18 of 20 slots held by zombies under load).
 """
 
 from __future__ import annotations
@@ -110,7 +110,9 @@ class LocalDriver(Driver):
         with self._lock:
             for job in jobs:
                 self._waiting.setdefault(shape_of(job), collections.deque()).append(job)
-            self._start_what_fits()
+            starting = self._take_what_fits()
+        for running in starting:  # here rather than in a launcher: one thread hand-off fewer
+            self._launch(running)
         return [""] * len(jobs)  # the pid becomes the backing id when the job starts
 
     def kill(self, jobs: Sequence[SubmittedJob]) -> None:
@@ -196,28 +198,34 @@ class LocalDriver(Driver):
 
     # ---- internals ---------------------------------------------------------------------------
 
-    def _start_what_fits(self) -> None:
-        """Start waiting jobs that fit, oldest first, skipping those that do not fit now.
+    def _take_what_fits(self) -> list[_Running]:
+        """Take the waiting jobs that fit, oldest first, skipping those that do not fit now,
+        and give them their share; the caller launches them once it has let go of the lock.
 
         Jobs wait in one queue per shape (what they ask for): a shape whose oldest job does
         not fit has no job that fits, so each pass costs the number of shapes, not of jobs.
         Call with the lock held."""
-        if self._closing:
-            return
-        while True:
+        starting: list[_Running] = []
+        while not self._closing:
             fitting = [queue for queue in self._waiting.values() if self.budget.can_fit(queue[0])]
             if not fitting:
-                return
+                break
             queue = min(fitting, key=lambda queue: queue[0].job_id)
             job = queue.popleft()
             if not queue:
                 del self._waiting[shape_of(job)]
             running = _Running(job, self.budget.acquire(job))
             self._running[job.job_id] = running
+            starting.append(running)
+        return starting
+
+    def _hand_to_launchers(self, starting: list[_Running]) -> None:
+        """Call with the lock held (close shuts the launchers down once it has the lock)."""
+        for running in starting:
             self._launchers.submit(self._launch, running)
 
     def _launch(self, running: _Running) -> None:
-        """Runs in a launcher thread: start the job's process, or report why it could not start."""
+        """Start the job's process, or report why it could not start."""
         job, grant = running.job, running.grant
         assert grant is not None
         environment = {**self._base_environment, **encode_environment(self._job_environment(job, grant))}
@@ -230,7 +238,7 @@ class LocalDriver(Driver):
             with self._lock:
                 self._running.pop(job.job_id, None)
                 self.budget.release(grant)
-                self._start_what_fits()
+                self._hand_to_launchers(self._take_what_fits())
                 silent = running.killing or self._closing
             running.launched.set()
             if not silent:
@@ -278,9 +286,9 @@ class LocalDriver(Driver):
                 return
             if running.grant is not None:
                 self.budget.release(running.grant)
-            self._start_what_fits()
-            if self._closing or running.killing:
-                return
+            self._hand_to_launchers(self._take_what_fits())  # the reaper stays free to reap
+        if self._closing or running.killing:
+            return
         wall_time = time.monotonic() - process.started_monotonic
         if status is None:
             outcome = Outcome(
