@@ -42,8 +42,7 @@ def unary(method: Handler[Request, Response]) -> Handler[Request, Response]:
             context.abort(grpc.StatusCode.INTERNAL, f"{method.__name__} failed inside the service; see its log")
             raise  # not reached: abort raises
         finally:
-            metrics.GRPC_REQUESTS.labels(self.service.name, method.__name__, code.name).inc()
-            metrics.GRPC_DURATION.labels(self.service.name, method.__name__).observe(time.perf_counter() - started)
+            self.service.metrics.observe_call(method.__name__, code.name, time.perf_counter() - started)
 
     return handle
 

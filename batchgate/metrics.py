@@ -43,13 +43,37 @@ SCHEDULER_LATENCY = Histogram(
 )
 
 
-def observe_outcome(backend: str, outcome: Outcome, *, lag: float) -> None:
-    JOBS_ENDED.labels(backend, ExitReason(outcome.exit_reason).name).inc()
-    if outcome.exit_status != 0:
-        JOBS_FAILED.labels(backend).inc()
-    if outcome.wall_time is not None:
-        JOB_WALL_TIME.labels(backend).observe(outcome.wall_time)
-    UPDATE_LAG.labels(backend).observe(max(0.0, lag))
+class ServiceMetrics:
+    """One service's series with their labels bound once: labels() takes a lock and a lookup,
+    and the recorder observes several series per job."""
+
+    def __init__(self, backend: str) -> None:
+        self.jobs_issued = JOBS_ISSUED.labels(backend)
+        self.jobs_killed = JOBS_KILLED.labels(backend)
+        self.queue_wait = QUEUE_WAIT.labels(backend)
+        self._jobs_ended = {reason: JOBS_ENDED.labels(backend, reason.name) for reason in ExitReason}
+        self._jobs_failed = JOBS_FAILED.labels(backend)
+        self._job_wall_time = JOB_WALL_TIME.labels(backend)
+        self._update_lag = UPDATE_LAG.labels(backend)
+        self._backend = backend
+        self._calls: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+
+    def observe_call(self, method: str, code: str, seconds: float) -> None:
+        """A unary gRPC call handled (code: a grpc.StatusCode name)."""
+        series = self._calls.get((method, code))
+        if series is None:
+            series = GRPC_REQUESTS.labels(self._backend, method, code), GRPC_DURATION.labels(self._backend, method)
+            self._calls[method, code] = series
+        series[0].inc()
+        series[1].observe(seconds)
+
+    def observe_outcome(self, outcome: Outcome, *, lag: float) -> None:
+        self._jobs_ended[ExitReason(outcome.exit_reason)].inc()
+        if outcome.exit_status != 0:
+            self._jobs_failed.inc()
+        if outcome.wall_time is not None:
+            self._job_wall_time.observe(outcome.wall_time)
+        self._update_lag.observe(max(0.0, lag))
 
 
 def register_job_gauges(service: BatchService) -> None:

@@ -90,6 +90,7 @@ class BatchService:
         self._reports_ready = threading.Condition()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.metrics = metrics.ServiceMetrics(name)
         metrics.register_job_gauges(self)
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -160,8 +161,11 @@ class BatchService:
             too_big = shortfall(job, limits or self.driver.limits(), self.name)
             if too_big is not None:
                 raise too_big
-        resolved.backend = self.driver.route(job)
-        return dataclasses.replace(job, backend=resolved.backend), resolved
+        backend = self.driver.route(job)
+        if backend == job.backend:
+            return job, resolved
+        resolved.backend = backend
+        return dataclasses.replace(job, backend=backend), resolved
 
     def issue(self, specs: Sequence[pb.JobSpec], *, batched: bool) -> list[int]:
         """Record jobs durably and queue them; return their ids (all or none are issued).
@@ -193,7 +197,7 @@ class BatchService:
                     for job in fresh:
                         self._jobs[job.job_id] = LiveJob(job, JobState.QUEUED, now)
         if fresh:
-            metrics.JOBS_ISSUED.labels(self.name).inc(len(fresh))
+            self.metrics.jobs_issued.inc(len(fresh))
             with self._dispatch_ready:
                 self._dispatch_queue.extend(job.job_id for job in fresh)
                 self._dispatch_ready.notify()
@@ -298,7 +302,7 @@ class BatchService:
                 self.store.set_killed(killed, time.time())
         if doomed:
             self.driver.kill(doomed)
-        metrics.JOBS_KILLED.labels(self.name).inc(len(killed))
+        self.metrics.jobs_killed.inc(len(killed))
 
     # ---- reports from the driver (JobEvents) -------------------------------------------------
 
@@ -362,7 +366,7 @@ class BatchService:
                         if report.backing_id:
                             live.backing_id = report.backing_id
                         started.append((report.job_id, report.backing_id, report.at))
-                        metrics.QUEUE_WAIT.labels(self.name).observe(max(0.0, report.at - live.issued_at))
+                        self.metrics.queue_wait.observe(max(0.0, report.at - live.issued_at))
                 else:
                     live.state = JobState.ENDED
                     del self._jobs[report.job_id]
@@ -399,7 +403,7 @@ class BatchService:
         self.updates.publish(logged)
         now = time.monotonic()
         for live, report in ended:
-            metrics.observe_outcome(self.name, report.outcome, lag=now - report.reported_at)
+            self.metrics.observe_outcome(report.outcome, lag=now - report.reported_at)
 
     # ---- queries -----------------------------------------------------------------------------
 

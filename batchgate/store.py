@@ -133,8 +133,10 @@ class Store:
         return str(value)
 
     def last_job_id(self) -> int:
-        row = self._writer.execute("SELECT value FROM meta WHERE key = 'last_job_id'").fetchone()
-        return int(row[0]) if row else 0
+        # Job rows are never deleted, so the highest id here is the highest ever given: ids are
+        # never reused. (Anything that prunes jobs must keep the newest row.)
+        row = self._writer.execute("SELECT MAX(job_id) FROM jobs").fetchone()
+        return int(row[0] or 0)
 
     def last_sequence(self) -> int:
         row = self._writer.execute("SELECT MAX(sequence) FROM updates").fetchone()
@@ -157,12 +159,6 @@ class Store:
             db.executemany(
                 "INSERT INTO jobs (job_id, request_key, job_set, spec, state, issued_at) VALUES (?, ?, ?, ?, 'queued', ?)",
                 [(job.job_id, job.request_key or None, job.job_set, job.spec, issued_at) for job in jobs],
-            )
-            # Ids are never reused, even if the newest jobs were deleted: the counter only grows.
-            db.execute(
-                "INSERT INTO meta (key, value) VALUES ('last_job_id', ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
-                (max(job.job_id for job in jobs),),
             )
 
     def set_submitted(self, submitted: Sequence[tuple[int, str]]) -> None:
