@@ -16,11 +16,11 @@ import collections
 import heapq
 import logging
 import os
+import queue
 import signal
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import psutil
@@ -82,7 +82,10 @@ class LocalDriver(Driver):
         self._deadlines: list[tuple[float, int]] = []  # heap of (deadline, job_id)
         self._closing = False
         self._reaper: Reaper | None = None
-        self._launchers = ThreadPoolExecutor(LAUNCHERS, thread_name_prefix="local-launcher")
+        self._launch_queue: queue.SimpleQueue[_Running | None] = queue.SimpleQueue()  # None: stop
+        self._launchers = [
+            threading.Thread(target=self._launcher_loop, name=f"local-launcher-{number}", daemon=True) for number in range(LAUNCHERS)
+        ]
         # Jobs start from the service's environment, encoded once (see spawn.encode_environment).
         self._base_environment = encode_environment(os.environ)
         processes.keep_inherited_descriptors_from_jobs()
@@ -92,6 +95,8 @@ class LocalDriver(Driver):
     def attach(self, events: JobEvents, instance_id: str) -> None:
         super().attach(events, instance_id)
         self._reaper = Reaper(self._process_ended, self._expire_deadlines)
+        for launcher in self._launchers:
+            launcher.start()
 
     def limits(self) -> Limits:
         by_model: dict[str, int] = {}
@@ -186,7 +191,11 @@ class LocalDriver(Driver):
     def close(self) -> Sequence[int]:
         with self._lock:
             self._closing = True  # start and report nothing more: the kit requeues what we stop
-        self._launchers.shutdown(wait=True)
+            for _ in self._launchers:
+                self._launch_queue.put(None)  # after every launch already queued
+        for launcher in self._launchers:
+            if launcher.is_alive():
+                launcher.join()
         with self._lock:
             stopping = list(self._running.values())
         for running in stopping:
@@ -220,9 +229,21 @@ class LocalDriver(Driver):
         return starting
 
     def _hand_to_launchers(self, starting: list[_Running]) -> None:
-        """Call with the lock held (close shuts the launchers down once it has the lock)."""
+        """Call with the lock held: close() stops the launchers once it has the lock, after
+        every launch queued before."""
         for running in starting:
-            self._launchers.submit(self._launch, running)
+            self._launch_queue.put(running)
+
+    def _launcher_loop(self) -> None:
+        # A plain queue rather than an executor: its futures cost more per job than the rest of
+        # the hand-off, and would swallow an unexpected error instead of logging it.
+        while (running := self._launch_queue.get()) is not None:
+            try:
+                self._launch(running)
+            except Exception as error:
+                log.exception("starting job %d failed", running.job.job_id)
+                if not running.launched.is_set():
+                    self._start_failed(running, error)
 
     def _launch(self, running: _Running) -> None:
         """Start the job's process, or report why it could not start."""
@@ -235,15 +256,7 @@ class LocalDriver(Driver):
                 job.job_id, token, job.command, environment, job.working_directory, job.stdout_path, job.stderr_path
             )
         except OSError as error:
-            with self._lock:
-                self._running.pop(job.job_id, None)
-                self.budget.release(grant)
-                self._hand_to_launchers(self._take_what_fits())
-                silent = running.killing or self._closing
-            running.launched.set()
-            if not silent:
-                message = f"could not start the job: {error}"
-                self.events.ended(job.job_id, Outcome(ExitReason.ERROR, UNKNOWN_EXIT_STATUS, message=message))
+            self._start_failed(running, error)
             return
         with self._lock:
             running.process = process
@@ -254,6 +267,18 @@ class LocalDriver(Driver):
             self.events.started(job.job_id, backing_id=str(process.pid))
         assert self._reaper is not None
         self._reaper.watch(process)  # after `started`: the job's end is reported after its start
+
+    def _start_failed(self, running: _Running, error: Exception) -> None:
+        with self._lock:
+            self._running.pop(running.job.job_id, None)
+            if running.grant is not None:
+                self.budget.release(running.grant)
+            self._hand_to_launchers(self._take_what_fits())
+            silent = running.killing or self._closing
+        running.launched.set()
+        if not silent:
+            message = f"could not start the job: {error}"
+            self.events.ended(running.job.job_id, Outcome(ExitReason.ERROR, UNKNOWN_EXIT_STATUS, message=message))
 
     def _set_deadline(self, running: _Running) -> None:
         """Call with the lock held, once the job's process exists."""
