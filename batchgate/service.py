@@ -402,7 +402,7 @@ class BatchService:
         )
         self.updates.publish(logged)
         now = time.monotonic()
-        for live, report in ended:
+        for _, report in ended:
             self.metrics.observe_outcome(report.outcome, lag=now - report.reported_at)
 
     # ---- queries -----------------------------------------------------------------------------

@@ -49,8 +49,8 @@ log = logging.getLogger(__name__)
 
 Shape = tuple[float, int, int, tuple[AcceleratorRequest, ...]]
 
-# Launcher threads: each waits while its process execs, and the kernel runs a few of those per
-# core at once (bench/local_throughput.py: 2 per core beat 1; 4 per core added thread churn).
+# Launcher threads: each waits while its process execs, so a couple per core keep the cores
+# busy. (bench/local_throughput.py on 2 cores: 2, 4 and 8 launchers alike, within the noise.)
 LAUNCHERS = 2 * (os.cpu_count() or 1)
 
 
