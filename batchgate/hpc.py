@@ -11,7 +11,8 @@ command, and a table from native states to what they mean. `CommandLineDriver` d
   and every other reader (scheduling status, the kill wait) shares that answer;
 - jobs are submitted from a small thread pool, so a slow submit command does not serialise;
 - each submitted job carries a tag naming this service instance and the job, so a restarted
-  service recognises what an earlier run had submitted.
+  service recognises what an earlier run had submitted, and a submission whose answer was lost
+  (a timeout) is found in the queue rather than sent again.
 """
 
 from __future__ import annotations
@@ -225,12 +226,16 @@ class CommandLineDriver(Driver):
         """Run a scheduler command and return its output. Transient failures are retried with
         exponential backoff for up to `command_timeout` seconds; then, or at once for any other
         failure, raises SchedulerError quoting the scheduler's last words."""
+        return self._retrying(command.argv[0], lambda timeout: self._attempt(command, timeout))
+
+    def _retrying(self, name: str, attempt: Callable[[float], T]) -> T:
+        """`attempt(timeout)` until it succeeds, retried as `run` retries a command."""
         deadline = time.monotonic() + self.command_timeout
         backoff = Backoff()
         last_words = f"no answer within {self.command_timeout:g} s"
         while True:
             try:
-                return self._attempt(command, timeout=max(deadline - time.monotonic(), 0.1))
+                return attempt(max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
                 pass  # keep the last words of an earlier attempt: they say more than a timeout
             except CommandFailed as failure:
@@ -238,9 +243,9 @@ class CommandLineDriver(Driver):
                     raise SchedulerError(self.kind, str(failure)) from None
                 last_words = failure.stderr
             if self._closing.is_set():
-                raise SchedulerError(self.kind, f"{command.argv[0]} failed as the service was stopping: {last_words}")
+                raise SchedulerError(self.kind, f"{name} failed as the service was stopping: {last_words}")
             if time.monotonic() + backoff.peek() >= deadline:
-                raise SchedulerError(self.kind, f"{command.argv[0]} kept failing for {self.command_timeout:g} s: {last_words}")
+                raise SchedulerError(self.kind, f"{name} kept failing for {self.command_timeout:g} s: {last_words}")
             self._closing.wait(backoff.next())
 
     def _attempt(self, command: Command, timeout: float) -> str:
@@ -285,7 +290,7 @@ class CommandLineDriver(Driver):
         backing_id = self._left_behind.pop(self.tag(job.job_id), "") if self._left_behind else ""
         if not backing_id:
             try:
-                backing_id = self.parse_submitted(self.run(self.submit_command(job)))
+                backing_id = self._submit_exactly_once(job)
             except SchedulerError as error:
                 if self._closing.is_set():
                     raise  # the kit keeps the jobs of a failed batch and submits them after the restart
@@ -293,6 +298,45 @@ class CommandLineDriver(Driver):
                 return ""
         self._watch(backing_id, job.job_id)
         return backing_id
+
+    def _submit_exactly_once(self, job: Job) -> str:
+        """Submit `job` and return its backing id. A submit command that timed out or failed
+        "transiently" may have been carried out all the same (the scheduler took the job and
+        the answer was lost), so before each retry look for the job's tag in the queue: one
+        job is never submitted twice."""
+        command = self.submit_command(job)
+        tag = self.tag(job.job_id)
+        failed = False
+
+        def submitted_already(timeout: float) -> str:
+            queue = self.parse_queue(self._attempt(self.queue_command(), timeout))
+            found = next((status.backing_id for status in queue if status.tag == tag), "")
+            if found:
+                log.info("job %d was submitted after all, as %s: not submitting it again", job.job_id, found)
+            return found
+
+        def attempt(timeout: float) -> str:
+            nonlocal failed
+            # A failed look is retried like a failed submission: the loop tells them apart.
+            if failed and (found := submitted_already(timeout)):
+                return found
+            failed = True  # until the submission answers
+            backing_id = self.parse_submitted(self._attempt(command, timeout))
+            failed = False
+            return backing_id
+
+        try:
+            return self._retrying(command.argv[0], attempt)
+        except SchedulerError:
+            if not failed:
+                raise
+            try:  # one last look: the last attempt too may have been carried out
+                found = submitted_already(self.command_timeout)
+            except (CommandFailed, subprocess.TimeoutExpired):
+                found = ""
+            if not found:
+                raise
+            return found
 
     def _not_taken(self, job: Job, error: SchedulerError) -> None:
         message = f"{self.kind} did not take the job: {error.message}"

@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from slurm_cluster import DriverFactory, make_job, squeue, start_controller, sto
 
 from batchgate.driver import ExitReason, SubmittedJob
 from batchgate.errors import InvalidArgument
-from batchgate.hpc import CountingRunner
+from batchgate.hpc import CountingRunner, run_command
 from batchgate.v1 import batchgate_pb2 as pb
 
 MIB = 1024**2
@@ -171,6 +172,28 @@ def test_a_job_submitted_but_not_recorded_before_a_restart_is_not_submitted_twic
     assert list(second.driver.submit([job])) == [submitted.backing_id]
     assert "sbatch" not in counting.commands
     assert second.events.outcome(1).exit_reason is ExitReason.FINISHED
+
+
+def test_a_submission_whose_answer_is_lost_is_not_submitted_again(attach: DriverFactory) -> None:
+    # sbatch runs for real, but its answer "arrives" too late: Slurm has the job, the driver
+    # saw a timeout. A retry would run the job twice; the driver finds it by its tag instead.
+    answers_lost = 1
+
+    def late_answers(argv: Sequence[str], stdin: str | None, timeout: float) -> str:
+        nonlocal answers_lost
+        output = run_command(argv, stdin, timeout)
+        if argv[0] == "sbatch" and answers_lost:
+            answers_lost -= 1
+            raise subprocess.TimeoutExpired(list(argv), timeout)
+        return output
+
+    counting = CountingRunner(late_answers)
+    slurm = attach(runner=counting)
+    (submitted,) = slurm.submit(make_job(1, "true"))
+    assert counting.commands["sbatch"] == 1
+    assert slurm.events.outcome(1).exit_reason is ExitReason.FINISHED
+    jobs = (line.partition("|") for line in squeue("--states=all", "--Format=JobID:|,Comment:").splitlines())
+    assert [job_id.strip() for job_id, _, tag in jobs if tag.strip() == slurm.driver.tag(1)] == [submitted.backing_id]
 
 
 def test_controller_outages_are_ridden_out_or_fail_jobs_quoting_slurm_but_never_at_a_stop(attach: DriverFactory) -> None:
