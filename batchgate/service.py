@@ -4,7 +4,9 @@ Life of a job:  issue -> QUEUED (durable, id returned) -> the dispatcher hands i
 -> SUBMITTED -> the driver reports it started -> RUNNING -> the driver reports its outcome ->
 the recorder appends an update to the log (ENDED), which every stream then delivers.
 A kill at any point before ENDED makes it KILLED: it is taken from the dispatch queue or killed
-through the driver, and whatever the driver reports of it afterwards is dropped.
+through the driver, and whatever the driver reports of it afterwards is dropped. A kill the
+driver could not make (its scheduler unreachable) stays KILLING in the store, and is made again
+after a restart.
 
 Three threads besides the RPC handlers: the dispatcher (feeds the driver in batches, so a slow
 scheduler never holds up IssueJob), the recorder (turns driver reports into durable state and
@@ -14,6 +16,7 @@ published updates, batching commits under load), and the driver's own.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -111,6 +114,13 @@ class BatchService:
         if adopted:
             log.info("adopting %d job(s) left by an earlier run", len(adopted))
             self.driver.adopt(adopted)
+        unconfirmed = [
+            SubmittedJob(to_job(stored.job_id, pb.JobSpec.FromString(stored.spec)), stored.backing_id, stored.started_at)
+            for stored in self.store.killing_jobs()
+        ]
+        if unconfirmed:
+            log.info("making %d kill(s) again that an earlier run could not make", len(unconfirmed))
+            self._spawn(lambda: self._make_unconfirmed_kills(unconfirmed), "unconfirmed-kills")
         if self._dispatch_queue:
             log.info("%d queued job(s) from an earlier run will be submitted", len(self._dispatch_queue))
         self._spawn(self._dispatch_loop, "dispatcher")
@@ -298,11 +308,30 @@ class BatchService:
                         doomed.append(live.submitted())
                     live.state = JobState.KILLED
                     killed.append(job_id)
-            if killed:
-                self.store.set_killed(killed, time.time())
-        if doomed:
-            self.driver.kill(doomed)
+            # Queued ones never reached the scheduler: their kill is done. The others' is done
+            # once the driver says so.
+            doomed_ids = {submitted.job.job_id for submitted in doomed}
+            if len(killed) > len(doomed_ids):
+                self.store.set_killed([job_id for job_id in killed if job_id not in doomed_ids], time.time())
+            if doomed_ids:
+                self.store.set_killed(sorted(doomed_ids), time.time(), confirmed=False)
         self.metrics.jobs_killed.inc(len(killed))
+        if doomed:
+            self._kill_through_driver(doomed)
+
+    def _make_unconfirmed_kills(self, doomed: list[SubmittedJob]) -> None:
+        with contextlib.suppress(Exception):  # logged; made again after the next restart
+            self._kill_through_driver(doomed)
+
+    def _kill_through_driver(self, doomed: list[SubmittedJob]) -> None:
+        """Kill jobs the driver has; once it has, the kill is confirmed in the store. Raises
+        what the driver raised (the kill then stays unconfirmed, to be made again)."""
+        try:
+            self.driver.kill(doomed)
+        except Exception as error:
+            log.warning("killing %d job(s) is not confirmed yet: %s", len(doomed), error)
+            raise
+        self.store.set_killed([submitted.job.job_id for submitted in doomed], time.time())
 
     # ---- reports from the driver (JobEvents) -------------------------------------------------
 

@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     ended_at REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_live ON jobs (state) WHERE state IN ('queued', 'submitted', 'running');
+CREATE INDEX IF NOT EXISTS jobs_killing ON jobs (state) WHERE state = 'killing';
 CREATE TABLE IF NOT EXISTS updates (
     sequence INTEGER PRIMARY KEY,
     job_set TEXT NOT NULL,
@@ -50,6 +51,7 @@ class JobState(StrEnum):
     SUBMITTED = "submitted"  # the scheduler has it
     RUNNING = "running"
     ENDED = "ended"  # its update is in the log
+    KILLING = "killing"  # killed by the client; the scheduler has not confirmed it yet
     KILLED = "killed"  # killed by the client: never reported
 
     @property
@@ -177,12 +179,19 @@ class Store:
                 [(job_id,) for job_id in job_ids],
             )
 
-    def set_killed(self, job_ids: Sequence[int], at: float) -> None:
+    def set_killed(self, job_ids: Sequence[int], at: float, *, confirmed: bool = True) -> None:
+        """Killed by the client. Unconfirmed kills (KILLING) are made again after a restart
+        until the scheduler confirms them."""
+        state = JobState.KILLED if confirmed else JobState.KILLING
         with self._transaction() as db:
             db.executemany(
-                "UPDATE jobs SET state = 'killed', ended_at = ? WHERE job_id = ?",
-                [(at, job_id) for job_id in job_ids],
+                "UPDATE jobs SET state = ?, ended_at = COALESCE(ended_at, ?) WHERE job_id = ?",
+                [(state.value, at, job_id) for job_id in job_ids],
             )
+
+    def killing_jobs(self) -> list[StoredJob]:
+        """Jobs whose kill the scheduler has not confirmed."""
+        return self._jobs_in_state("state = 'killing'")
 
     def record(
         self,
@@ -213,9 +222,11 @@ class Store:
             )
 
     def live_jobs(self) -> list[StoredJob]:
+        return self._jobs_in_state("state IN ('queued', 'submitted', 'running')")
+
+    def _jobs_in_state(self, condition: str) -> list[StoredJob]:
         rows = self._writer.execute(
-            "SELECT job_id, spec, state, backing_id, issued_at, started_at FROM jobs "
-            "WHERE state IN ('queued', 'submitted', 'running') ORDER BY job_id"
+            f"SELECT job_id, spec, state, backing_id, issued_at, started_at FROM jobs WHERE {condition} ORDER BY job_id"
         )
         return [StoredJob(row[0], row[1], JobState(row[2]), row[3], row[4], row[5]) for row in rows]
 

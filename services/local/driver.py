@@ -122,6 +122,7 @@ class LocalDriver(Driver):
 
     def kill(self, jobs: Sequence[SubmittedJob]) -> None:
         doomed: list[_Running] = []
+        strays: list[_Running] = []
         with self._lock:
             ids = {submitted.job.job_id for submitted in jobs}
             for shape, queue in list(self._waiting.items()):
@@ -130,11 +131,20 @@ class LocalDriver(Driver):
                     self._waiting[shape] = kept
                 else:
                     del self._waiting[shape]
-            for job_id in ids:
-                running = self._running.get(job_id)
+            for submitted in jobs:
+                running = self._running.get(submitted.job.job_id)
                 if running is not None:
                     running.killing = True
                     doomed.append(running)
+                elif submitted.backing_id and (stray := self._find_process(submitted)) is not None:
+                    # Not ours in this run: a kill an earlier run could not finish. Its process
+                    # still carries the job's marker.
+                    strays.append(_Running(submitted.job, None, stray, killing=True))
+        for stray_job in strays:
+            assert self._reaper is not None and stray_job.process is not None
+            self._reaper.watch(stray_job.process)  # kill_tree returns once the reaper saw it end
+            stray_job.launched.set()
+            doomed.append(stray_job)
         threads = [threading.Thread(target=self._kill, args=(running,)) for running in doomed]
         for thread in threads:
             thread.start()

@@ -129,7 +129,8 @@ def test_an_update_the_gateway_cannot_place_yet_waits_for_its_job(deployment: De
     assert not updates_within(deployment.big.stub(), 1.0, after=early.sequence)  # it ran once
 
 
-def test_a_kill_that_cannot_reach_its_backend_is_made_when_the_backend_is_back(deployment: Deployment) -> None:
+@pytest.mark.parametrize("gateway_crashes", [False, True], ids=["gateway-up", "gateway-crashes-meanwhile"])
+def test_a_kill_that_cannot_reach_its_backend_is_made_when_the_backend_is_back(deployment: Deployment, gateway_crashes: bool) -> None:
     stub = deployment.gateway.stub()
     (sleeper,) = issue(deployment, spec("sleep 300", backend="local-small"))
     wait_until(
@@ -150,6 +151,10 @@ def test_a_kill_that_cannot_reach_its_backend_is_made_when_the_backend_is_back(d
     error = from_rpc_error(caught.value)
     assert isinstance(error, BackendUnavailable) and error.backend == "local-small"
     assert sleeper not in stub.ListIssuedJobs(pb.ListIssuedJobsRequest()).job_ids
+    if gateway_crashes:  # the kill still waiting must survive it
+        deployment.restart_gateway(crash=True)
+        stub = deployment.gateway.stub()
+        health = health_pb2_grpc.HealthStub(deployment.gateway.channel())
     deployment.small = deployment.small.restart()
     backend = deployment.small.stub()
     wait_until(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import stat
+import threading
 import time
 from pathlib import Path
 
+import grpc
 import psutil
 from harness import RunningService, collect_updates, spec, start_service, updates_within, wait_gone, wait_until
 
@@ -115,6 +119,34 @@ def test_shutdown_takes_the_whole_tree_and_the_job_runs_again_after_restart(tmp_
         wait_until(lambda: job in restarted.stub().ListRunningJobs(pb.ListRunningJobsRequest()).seconds_running)
         stubborn_pids(pids)
         restarted.stub().KillJobs(pb.KillJobsRequest(job_ids=[job]))
+    finally:
+        restarted.kill()
+
+
+def test_a_kill_cut_short_by_a_crash_is_made_again_after_the_restart(tmp_path: Path) -> None:
+    service = start_service("local", tmp_path / "svc", "--cores", "2", "--kill-grace", "60")
+    pids = tmp_path / "pids"
+    stub = service.stub()
+    (job,) = stub.IssueJobs(pb.IssueJobsRequest(specs=[spec(STUBBORN_TREE.format(pids=pids))])).job_ids
+    tree = stubborn_pids(pids)
+
+    def kill_job() -> None:
+        with contextlib.suppress(grpc.RpcError):  # the service dies while the kill waits
+            stub.KillJobs(pb.KillJobsRequest(job_ids=[job]))
+
+    killer = threading.Thread(target=kill_job)
+    killer.start()
+    store = sqlite3.connect(service.state_dir / "local.sqlite")
+    wait_until(lambda: store.execute("SELECT state FROM jobs WHERE job_id = ?", (job,)).fetchone() == ("killing",))
+    service.kill()  # in the middle of the grace period: the tree ignores SIGTERM and lives on
+    killer.join()
+    assert all(psutil.pid_exists(pid) for pid in tree)
+
+    restarted = start_service("local", service.state_dir, "--cores", "2", "--kill-grace", "0.5", log_suffix="-restarted")
+    try:
+        wait_gone(tree, timeout=10)
+        wait_until(lambda: store.execute("SELECT state FROM jobs WHERE job_id = ?", (job,)).fetchone() == ("killed",))
+        assert not updates_within(restarted.stub(), 1.0)
     finally:
         restarted.kill()
 
