@@ -134,6 +134,10 @@ class SchedulingStatus:
 class JobEvents(Protocol):
     """How a driver tells the kit what its scheduler did. Safe to call from any thread."""
 
+    # The backend name the service reports (its --name): what the driver measures is labelled
+    # with it, like every other metric of the service.
+    name: str
+
     def started(self, job_id: int, *, backing_id: str | None = None, at: float | None = None) -> None: ...
 
     def ended(self, job_id: int, outcome: Outcome) -> None: ...
@@ -166,6 +170,7 @@ class Driver(abc.ABC):
         """
         self.events = events
         self.instance_id = instance_id
+        self.name = events.name
 
     @abc.abstractmethod
     def limits(self) -> Limits:

@@ -260,8 +260,8 @@ class CommandLineDriver(Driver):
             result = "timeout"
             raise
         finally:
-            metrics.SCHEDULER_COMMANDS.labels(self.kind, operation, result).inc()
-            metrics.SCHEDULER_LATENCY.labels(self.kind, operation).observe(time.monotonic() - started)
+            metrics.SCHEDULER_COMMANDS.labels(self.name, operation, result).inc()
+            metrics.SCHEDULER_LATENCY.labels(self.name, operation).observe(time.monotonic() - started)
 
     def _query_queue(self) -> dict[str, NativeStatus]:
         return {status.backing_id: status for status in self.parse_queue(self.run(self.queue_command()))}

@@ -30,6 +30,8 @@ HELD = pb.SlurmOptions(extra_args=["--hold"])
 class Ignore:
     """JobEvents that drops every report: only the commands are of interest here."""
 
+    name = "slurm"
+
     def started(self, job_id: int, *, backing_id: str | None = None, at: float | None = None) -> None: ...
 
     def ended(self, job_id: int, outcome: Outcome) -> None:

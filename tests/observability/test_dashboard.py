@@ -99,16 +99,16 @@ class Prometheus:
 
 @pytest.fixture
 def busy_services(tmp_path: Path) -> Iterator[list[RunningService]]:
-    """A gateway in front of a local and a Slurm backend, after a little of everything: jobs that
-    finish, fail and are killed, on both backends."""
+    """A gateway in front of a local and a Slurm backend (named "cluster"), after a little of
+    everything: jobs that finish, fail and are killed, on both backends."""
     ensure_slurm()
     local = start_service("local", tmp_path / "local", "--cores", "2", "--kill-grace", "1")
-    slurm = start_service("slurm", tmp_path / "slurm", "--slurm-poll-interval", "0.2")
-    gateway = start_service("gateway", tmp_path / "gateway", "--backends", f"local={local.address},slurm={slurm.address}")
+    slurm = start_service("slurm", tmp_path / "slurm", "--name", "cluster", "--slurm-poll-interval", "0.2")
+    gateway = start_service("gateway", tmp_path / "gateway", "--backends", f"local={local.address},cluster={slurm.address}")
     services = [gateway, local, slurm]
     try:
         stub = gateway.stub()
-        specs = [spec("true", backend="local"), spec("exit 3", backend="local"), spec("true", backend="slurm")]
+        specs = [spec("true", backend="local"), spec("exit 3", backend="local"), spec("true", backend="cluster")]
         stub.IssueJobs(pb.IssueJobsRequest(specs=specs))
         (sleeper,) = stub.IssueJobs(pb.IssueJobsRequest(specs=[spec("sleep 300", backend="local")])).job_ids
         collect_updates(stub, len(specs))
@@ -117,7 +117,7 @@ def busy_services(tmp_path: Path) -> Iterator[list[RunningService]]:
     finally:
         for service in services:
             service.kill()
-        store = Store(tmp_path / "slurm" / "slurm.sqlite")
+        store = Store(tmp_path / "slurm" / "cluster.sqlite")
         cancel_tagged(store.instance_id())
         store.close()
 
@@ -142,10 +142,13 @@ def test_every_dashboard_query_finds_data(busy_services: list[RunningService], t
             assert time.monotonic() < deadline, f"no data for: {empty}"
             time.sleep(1)
 
-        # The dashboard's backend picker offers every service.
+        # The dashboard's backend picker offers every service, and picking one shows all of its
+        # series: the scheduler's commands too are labelled with the service's name.
         variable = json.loads(DASHBOARD.read_text())["templating"]["list"][1]["definition"]
         metric = variable.removeprefix("label_values(").split(",")[0]
         backends = prometheus.get("/api/v1/label/backend/values", **{"match[]": metric})["data"]
-        assert set(backends) >= {"gateway", "local", "slurm"}  # type: ignore[arg-type]
+        assert set(backends) == {"gateway", "local", "cluster"}  # type: ignore[arg-type]
+        commands = prometheus.query("batchgate_scheduler_commands_total")
+        assert {series["metric"]["backend"] for series in commands} == {"cluster"}  # type: ignore[index]
     finally:
         prometheus.stop()

@@ -72,6 +72,8 @@ def cancel_tagged(instance_id: str) -> None:
 class Recorder:
     """JobEvents that keeps every report a driver makes, for tests to wait on and count."""
 
+    name = "slurm"
+
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self.starts: dict[int, tuple[str | None, float | None]] = {}
