@@ -259,13 +259,13 @@ class LocalDriver(Driver):
         """Start the job's process, or report why it could not start."""
         job, grant = running.job, running.grant
         assert grant is not None
-        environment = {**self._base_environment, **encode_environment(self._job_environment(job, grant))}
         token = f"{self.instance_id}-{job.job_id}"
         try:
+            environment = {**self._base_environment, **encode_environment(self._job_environment(job, grant))}
             process = processes.start(
                 job.job_id, token, job.command, environment, job.working_directory, job.stdout_path, job.stderr_path
             )
-        except OSError as error:
+        except (OSError, ValueError) as error:  # ValueError: a NUL byte validation let through
             self._start_failed(running, error)
             return
         with self._lock:

@@ -112,7 +112,10 @@ _QUIET = _FileActions(None, None, None)  # most jobs: no output files, no workin
 def encode_environment(variables: Mapping[str, str]) -> dict[str, bytes]:
     """NAME -> b"NAME=value", the form exec takes. Encode the service's environment once and
     copy the dict per job: encoding it anew for every job cost more than the spawn itself."""
-    return {name: os.fsencode(name) + b"=" + os.fsencode(value) for name, value in variables.items()}
+    encoded = {name: os.fsencode(name) + b"=" + os.fsencode(value) for name, value in variables.items()}
+    if any(b"\0" in entry for entry in encoded.values()):  # C would cut the string short there
+        raise ValueError("an environment variable holds a NUL byte")
+    return encoded
 
 
 def spawn(
@@ -128,6 +131,8 @@ def spawn(
     its pid. Raises OSError naming what could not be used when the process cannot start."""
     actions = _FileActions(cwd, stdout, stderr) if cwd or stdout or stderr else _QUIET
     arguments = [os.fsencode(argument) for argument in argv]
+    if any(b"\0" in argument for argument in arguments):
+        raise ValueError("an argument holds a NUL byte")
     variables = list(environment)
     pid = _int()
     try:

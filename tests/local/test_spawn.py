@@ -64,3 +64,10 @@ def test_an_unwritable_output_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError) as raised:
         spawn(["/bin/true"], [], stdout=str(target))
     assert raised.value.filename == str(target)
+
+
+def test_a_nul_byte_is_refused_rather_than_cutting_the_string_short() -> None:
+    with pytest.raises(ValueError):
+        spawn(["/bin/sh", "-c", "echo safe\0; rm -rf /tmp/x"], [])
+    with pytest.raises(ValueError):
+        encode_environment({"NAME": "value\0hidden"})
