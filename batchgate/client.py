@@ -136,8 +136,9 @@ class BatchgateClient:
             yield update
 
     def set_env(self, name: str, value: str | None = None) -> None:
-        """Set (or, without a value, unset) a variable for the jobs issued from now on."""
-        self._call(self._stub.SetEnv, pb.SetEnvRequest(name=name, value=value))
+        """Set (or, without a value, unset) a variable for the jobs issued from now on: those of
+        this client's job set, or, with no job set, every job of the service."""
+        self._call(self._stub.SetEnv, pb.SetEnvRequest(name=name, value=value, job_set=self.job_set))
 
     def scheduling_status(self) -> str:
         """Why queued jobs wait, in words."""

@@ -7,7 +7,9 @@ knows how to hand jobs to its scheduler, take them back, and say what became of 
     submit(jobs)        give validated jobs to the scheduler, return their scheduler ids
     kill(jobs)          make them dead; return only once they are
     adopt(jobs)         after a restart: take back the jobs an earlier run had submitted
-    events.started/ended   tell the kit what the scheduler did (from any thread)
+    events.started/ended   tell the kit what the scheduler did (from any thread); an ending
+                        is what the driver saw (an exit code, the scheduler's verdict), and the
+                        kit turns it into the exit reason by one rule (batchgate/endings.py)
 
 plus a description of capacity (`limits`, `node_types`, `nodes`) and a scheduling status.
 """
@@ -15,36 +17,16 @@ plus a description of capacity (`limits`, `node_types`, `nodes`) and a schedulin
 from __future__ import annotations
 
 import abc
-import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
 from google.protobuf.message import Message
 
+from batchgate.endings import Ending, Verdict
 from batchgate.v1 import batchgate_pb2 as pb
 
-
-class ExitReason(enum.IntEnum):
-    """Toil's BatchJobExitReason, with Toil's numbers (and the proto's)."""
-
-    FINISHED = pb.EXIT_REASON_FINISHED
-    FAILED = pb.EXIT_REASON_FAILED
-    LOST = pb.EXIT_REASON_LOST
-    KILLED = pb.EXIT_REASON_KILLED
-    ERROR = pb.EXIT_REASON_ERROR
-    MEMLIMIT = pb.EXIT_REASON_MEMLIMIT
-    MISSING = pb.EXIT_REASON_MISSING
-    MAXJOBDURATION = pb.EXIT_REASON_MAXJOBDURATION
-    PARTITION = pb.EXIT_REASON_PARTITION
-
-
-UNKNOWN_EXIT_STATUS = 255
-
-
-def signal_exit_status(signal_number: int) -> int:
-    """How a death by signal N is reported: 128+N, as shells do."""
-    return 128 + signal_number
+__all__ = ["Ending", "Verdict"]  # what drivers report ends with, from batchgate.endings
 
 
 @dataclass(frozen=True)
@@ -100,19 +82,6 @@ class SubmittedJob:
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """What became of a job."""
-
-    exit_reason: ExitReason
-    exit_status: int
-    wall_time: float | None = None  # seconds the job ran, where known
-    message: str = ""
-    # The scheduler's own id, when the driver learns it only now (a gateway passes on its
-    # backend's); empty keeps the backing id the job was submitted or started with.
-    backing_id: str = ""
-
-
-@dataclass(frozen=True)
 class Limits:
     """The most one job may ask for on this backend; None means no known limit."""
 
@@ -140,7 +109,7 @@ class JobEvents(Protocol):
 
     def started(self, job_id: int, *, backing_id: str | None = None, at: float | None = None) -> None: ...
 
-    def ended(self, job_id: int, outcome: Outcome) -> None: ...
+    def ended(self, job_id: int, ending: Ending) -> None: ...
 
     def checkpoint(self, key: str, value: int) -> None:
         """Remember `value` under `key`, durably and in order: it is committed together with
@@ -192,7 +161,7 @@ class Driver(abc.ABC):
         """Hand jobs to the scheduler; return their scheduler ids in the same order ("" where
         the id comes later, with `events.started`).
 
-        A job the scheduler refuses is reported with `events.ended` (ExitReason.ERROR and why).
+        A job the scheduler refuses is reported with `events.ended` (Verdict.NOT_STARTED and why).
         Raise only when the scheduler cannot be reached: the kit keeps the jobs and retries.
         None for a job means the same for that job alone (a router whose other backends took
         theirs): the kit keeps it queued and offers it again later.

@@ -84,7 +84,7 @@ class BatchSystemServicer(pb_grpc.BatchSystemServicer):
 
     @unary
     def SetEnv(self, request: pb.SetEnvRequest, context: grpc.ServicerContext) -> pb.SetEnvResponse:
-        self.service.set_env(request.name, request.value if request.HasField("value") else None)
+        self.service.set_env(request.name, request.value if request.HasField("value") else None, request.job_set)
         return pb.SetEnvResponse()
 
     @unary

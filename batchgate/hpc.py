@@ -31,17 +31,7 @@ from typing import ClassVar, Generic, TypeVar
 
 from batchgate import metrics
 from batchgate.backoff import Backoff
-from batchgate.driver import (
-    UNKNOWN_EXIT_STATUS,
-    Driver,
-    ExitReason,
-    Job,
-    JobEvents,
-    Outcome,
-    SchedulingStatus,
-    SubmittedJob,
-    signal_exit_status,
-)
+from batchgate.driver import Driver, Ending, Job, JobEvents, SchedulingStatus, SubmittedJob, Verdict
 from batchgate.errors import SchedulerError
 
 log = logging.getLogger(__name__)
@@ -51,7 +41,7 @@ KILL_CHECK_INTERVAL = 0.2
 # only after this many poll cycles: a history database may record a job a little late.
 MISSES_BEFORE_MISSING = 3
 SUB_SECOND_WALL_TIME = 0.5
-RAN_TO_THE_END = frozenset({ExitReason.FINISHED, ExitReason.FAILED, ExitReason.MEMLIMIT})
+RAN_TO_THE_END = frozenset({Verdict.EXITED, Verdict.FAILED, Verdict.OUT_OF_MEMORY})
 
 
 class Phase(enum.Enum):
@@ -59,8 +49,9 @@ class Phase(enum.Enum):
     RUNNING = "running"
 
 
-# A native state means the job waits, runs, or has ended for the given reason.
-StateTable = Mapping[str, Phase | ExitReason]
+# A native state means the job waits, runs, or has ended with the given verdict (the kit's rule,
+# batchgate/endings.py, makes the exit reason of it and the exit code).
+StateTable = Mapping[str, Phase | Verdict]
 
 
 @dataclass(frozen=True)
@@ -340,7 +331,7 @@ class CommandLineDriver(Driver):
 
     def _not_taken(self, job: Job, error: SchedulerError) -> None:
         message = f"{self.kind} did not take the job: {error.message}"
-        self.events.ended(job.job_id, Outcome(ExitReason.ERROR, UNKNOWN_EXIT_STATUS, message=message))
+        self.events.ended(job.job_id, Ending(Verdict.NOT_STARTED, message=message))
 
     def adopt(self, jobs: Sequence[SubmittedJob]) -> None:
         tagged = self._tagged_jobs() if any(not submitted.backing_id for submitted in jobs) else {}
@@ -351,7 +342,7 @@ class CommandLineDriver(Driver):
                 self._watch(backing_id, job_id, started=submitted.started_at is not None)
             else:
                 message = f"no {self.kind} job carries this job's tag {self.tag(job_id)!r}"
-                self.events.ended(job_id, Outcome(ExitReason.MISSING, UNKNOWN_EXIT_STATUS, message=message))
+                self.events.ended(job_id, Ending(Verdict.VANISHED, message=message))
 
     def kill(self, jobs: Sequence[SubmittedJob]) -> None:
         backing_ids = [submitted.backing_id for submitted in jobs if submitted.backing_id]
@@ -364,7 +355,7 @@ class CommandLineDriver(Driver):
         deadline = time.monotonic() + self.command_timeout
         while True:
             queue, _ = self._queue.get(max_age=0)
-            alive = [queue[b] for b in backing_ids if b in queue and not isinstance(self.states.get(queue[b].state), ExitReason)]
+            alive = [queue[b] for b in backing_ids if b in queue and not isinstance(self.states.get(queue[b].state), Verdict)]
             if not alive:
                 return
             if time.monotonic() > deadline:
@@ -446,7 +437,7 @@ class CommandLineDriver(Driver):
             job.misses += 1
             if job.misses >= MISSES_BEFORE_MISSING:
                 message = f"{self.kind} has no record of job {backing_id} any more{history_error}"
-                self._end(backing_id, job, Outcome(ExitReason.MISSING, UNKNOWN_EXIT_STATUS, message=message))
+                self._end(backing_id, job, Ending(Verdict.VANISHED, message=message))
 
     def _observe(self, backing_id: str, job: _Watched, status: NativeStatus) -> None:
         meaning = self.states.get(status.state)
@@ -457,32 +448,29 @@ class CommandLineDriver(Driver):
         elif meaning is Phase.RUNNING and not job.started:
             job.started = True
             self.events.started(job.job_id, backing_id=backing_id, at=status.started_at)
-        elif isinstance(meaning, ExitReason):
-            self._end(backing_id, job, self.outcome(status, meaning))
+        elif isinstance(meaning, Verdict):
+            self._end(backing_id, job, self.ending(status, meaning))
 
-    def _end(self, backing_id: str, job: _Watched, outcome: Outcome) -> None:
+    def _end(self, backing_id: str, job: _Watched, ending: Ending) -> None:
         with self._lock:
             if self._watched.pop(backing_id, None) is None:
                 return  # killed meanwhile: never reported
-        self.events.ended(job.job_id, outcome)
+        self.events.ended(job.job_id, ending)
 
     def _give_up(self, watched: Mapping[str, _Watched], error: SchedulerError) -> None:
         log.error("%s does not answer; failing the %d job(s) it holds: %s", self.kind, len(watched), error.message)
         for backing_id, job in watched.items():
             message = f"lost sight of {self.kind} job {backing_id} (it may still be running): {error.message}"
-            self._end(backing_id, job, Outcome(ExitReason.ERROR, UNKNOWN_EXIT_STATUS, message=message))
+            self._end(backing_id, job, Ending(Verdict.UNKNOWABLE, message=message))
 
-    def outcome(self, status: NativeStatus, reason: ExitReason) -> Outcome:
-        exit_status = signal_exit_status(status.signal) if status.signal else status.exit_code
-        if reason is not ExitReason.FINISHED and exit_status == 0:
-            exit_status = UNKNOWN_EXIT_STATUS  # it did not succeed, whatever its code says
+    def ending(self, status: NativeStatus, verdict: Verdict) -> Ending:
         wall_time = None
         if status.started_at is not None and status.ended_at is not None:
             wall_time = status.ended_at - status.started_at
             # Scheduler clocks tick in whole seconds: zero means it ran for under one, and half a
             # second is the best guess, unless it was stopped (perhaps before it ever ran).
             if wall_time <= 0:
-                wall_time = SUB_SECOND_WALL_TIME if reason in RAN_TO_THE_END else None
+                wall_time = SUB_SECOND_WALL_TIME if verdict in RAN_TO_THE_END else None
         detail = f" ({status.reason})" if status.reason else ""
         message = f"{self.kind} job {status.backing_id} ended {status.state}{detail}"
-        return Outcome(reason, exit_status, wall_time=wall_time, message=message)
+        return Ending(verdict, exit_code=status.exit_code, signal=status.signal, wall_time=wall_time, message=message)

@@ -47,7 +47,7 @@ def check_env_value(value: str, field: str) -> None:
         raise InvalidArgument(field, "environment values may not contain NUL")
 
 
-def _check_text(value: str, field: str, limit: int = MAX_TEXT) -> None:
+def check_text(value: str, field: str, limit: int = MAX_TEXT) -> None:
     if "\0" in value:
         raise InvalidArgument(field, "may not contain NUL")
     if len(value) > limit:
@@ -66,9 +66,9 @@ def resolve(
     merged under the job's own variables. Raises InvalidArgument naming the field."""
     if not spec.command.strip():
         raise InvalidArgument("command", "must not be empty")
-    _check_text(spec.command, "command", MAX_COMMAND)
+    check_text(spec.command, "command", MAX_COMMAND)
     for field in ("name", "working_directory", "stdout_path", "stderr_path", "job_set", "request_key"):
-        _check_text(getattr(spec, field), field)
+        check_text(getattr(spec, field), field)
     if spec.HasField("cores"):
         _check_amount(spec.cores, "cores")
     for field in ("memory", "disk"):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from batchgate.driver import ExitReason, Outcome
+from batchgate.endings import ExitReason, Outcome
 
 from batchgate.store import JobState
 

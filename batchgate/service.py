@@ -26,9 +26,10 @@ from dataclasses import dataclass
 
 from batchgate import metrics
 from batchgate.backoff import Backoff
-from batchgate.driver import Driver, Job, Limits, Outcome, SubmittedJob
+from batchgate.driver import Driver, Job, Limits, SubmittedJob
+from batchgate.endings import Ending, Outcome, outcome_of
 from batchgate.errors import BatchgateError, InvalidArgument
-from batchgate.jobspec import Defaults, check_env_name, check_env_value, limits_to_proto, resolve, shortfall, to_job
+from batchgate.jobspec import Defaults, check_env_name, check_env_value, check_text, limits_to_proto, resolve, shortfall, to_job
 from batchgate.store import JobState, NewJob, NewUpdate, Store
 from batchgate.updatelog import LoggedUpdate, UpdateLog
 from batchgate.v1 import batchgate_pb2 as pb
@@ -85,7 +86,7 @@ class BatchService:
         self._jobs_lock = threading.Lock()
         self._issue_lock = threading.Lock()  # id allocation and request-key lookup
         self._submit_lock = threading.Lock()  # held while a batch is with the driver
-        self._environment = store.environment()
+        self._environment = store.environment()  # SetEnv's, by job set ('' for all)
         self._next_job_id = store.last_job_id() + 1
         self._dispatch_queue: collections.deque[int] = collections.deque()
         self._dispatch_ready = threading.Condition()
@@ -159,7 +160,7 @@ class BatchService:
             resolved = resolve(
                 spec,
                 defaults=self.defaults,
-                environment=self._environment,
+                environment=self._environment_for(spec.job_set),
                 options_field=self.driver.options_field,
                 any_options=self.driver.routes,
             )
@@ -338,8 +339,8 @@ class BatchService:
     def started(self, job_id: int, *, backing_id: str | None = None, at: float | None = None) -> None:
         self._report(_Started(job_id, backing_id, at if at is not None else time.time()))
 
-    def ended(self, job_id: int, outcome: Outcome) -> None:
-        self._report(_Ended(job_id, outcome, time.monotonic()))
+    def ended(self, job_id: int, ending: Ending) -> None:
+        self._report(_Ended(job_id, outcome_of(ending), time.monotonic()))
 
     def checkpoint(self, key: str, value: int) -> None:
         self._report(_Checkpoint(key, value))
@@ -479,14 +480,24 @@ class BatchService:
         capabilities.backends.extend(self.driver.backend_capabilities())
         return capabilities
 
-    def set_env(self, name: str, value: str | None) -> None:
+    def set_env(self, name: str, value: str | None, job_set: str = "") -> None:
+        """Set (or, with None, remove) a variable for the later jobs of `job_set` ('': of every
+        job set; a job set's own variables override those)."""
         check_env_name(name, "name")
         if value is not None:
             check_env_value(value, "value")
-        self.store.set_environment(name, value)
-        environment = dict(self._environment)
+        check_text(job_set, "job_set")
+        self.store.set_environment(job_set, name, value)
+        variables = dict(self._environment.get(job_set, {}))
         if value is None:
-            environment.pop(name, None)
+            variables.pop(name, None)
         else:
-            environment[name] = value
-        self._environment = environment  # swapped whole: issue reads it without a lock
+            variables[name] = value
+        # Swapped whole: issue reads it without a lock.
+        self._environment = {**self._environment, job_set: variables}
+
+    def _environment_for(self, job_set: str) -> dict[str, str]:
+        """SetEnv's variables for a job of `job_set`."""
+        everyone = self._environment.get("", {})
+        own = self._environment.get(job_set) if job_set else None
+        return {**everyone, **own} if own else everyone

@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS updates (
     job_set TEXT NOT NULL,
     body BLOB NOT NULL                -- an UpdatedJob
 );
-CREATE TABLE IF NOT EXISTS environment (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- SetEnv's variables, by the job set they apply to ('' for every job set).
+CREATE TABLE IF NOT EXISTS set_env (job_set TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (job_set, name));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
@@ -93,7 +94,16 @@ class Store:
         self._write_lock = threading.Lock()
         self._writer = self._connect()
         self._writer.executescript(SCHEMA)
+        self._migrate()
         self._readers = threading.local()
+
+    def _migrate(self) -> None:
+        """Bring a store written by an earlier version up to date."""
+        old = self._writer.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'environment'").fetchone()
+        if old:  # SetEnv before job sets: every variable applied to every job set
+            with self._transaction() as db:
+                db.execute("INSERT OR IGNORE INTO set_env (job_set, name, value) SELECT '', name, value FROM environment")
+                db.execute("DROP TABLE environment")
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, timeout=self.lock_timeout, isolation_level=None, check_same_thread=False)
@@ -257,17 +267,22 @@ class Store:
 
     # ---- environment -------------------------------------------------------------------------
 
-    def environment(self) -> dict[str, str]:
-        return dict(self._writer.execute("SELECT name, value FROM environment").fetchall())
+    def environment(self) -> dict[str, dict[str, str]]:
+        """SetEnv's variables by job set ('' for every job set)."""
+        by_job_set: dict[str, dict[str, str]] = {}
+        for job_set, name, value in self._writer.execute("SELECT job_set, name, value FROM set_env ORDER BY job_set, name"):
+            by_job_set.setdefault(job_set, {})[name] = value
+        return by_job_set
 
-    def set_environment(self, name: str, value: str | None) -> None:
+    def set_environment(self, job_set: str, name: str, value: str | None) -> None:
         with self._transaction() as db:
             if value is None:
-                db.execute("DELETE FROM environment WHERE name = ?", (name,))
+                db.execute("DELETE FROM set_env WHERE job_set = ? AND name = ?", (job_set, name))
             else:
                 db.execute(
-                    "INSERT INTO environment (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                    (name, value),
+                    "INSERT INTO set_env (job_set, name, value) VALUES (?, ?, ?) "
+                    "ON CONFLICT (job_set, name) DO UPDATE SET value = excluded.value",
+                    (job_set, name, value),
                 )
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from batchgate.driver import Job, Outcome
+from batchgate.driver import Job, Ending
 from batchgate.hpc import CountingRunner, Runner, run_command
 from batchgate.services.slurm.driver import SlurmDriver
 from batchgate.v1 import batchgate_pb2 as pb
@@ -34,8 +34,8 @@ class Ignore:
 
     def started(self, job_id: int, *, backing_id: str | None = None, at: float | None = None) -> None: ...
 
-    def ended(self, job_id: int, outcome: Outcome) -> None:
-        raise SystemExit(f"job {job_id} ended unexpectedly: {outcome}")
+    def ended(self, job_id: int, ending: Ending) -> None:
+        raise SystemExit(f"job {job_id} ended unexpectedly: {ending}")
 
     def checkpoint(self, key: str, value: int) -> None: ...
 

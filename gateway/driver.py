@@ -18,15 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from batchgate.driver import (
-    UNKNOWN_EXIT_STATUS,
     Driver,
-    ExitReason,
+    Ending,
     Job,
     JobEvents,
     Limits,
-    Outcome,
     SchedulingStatus,
     SubmittedJob,
+    Verdict,
 )
 from batchgate.errors import BackendUnavailable, BatchgateError
 from batchgate.v1 import batchgate_pb2 as pb
@@ -105,7 +104,7 @@ class GatewayDriver(Driver):
         for job in jobs:
             groups[job.backend].append(job)
         for name in [name for name in groups if name not in self._upstreams]:
-            self._end_all(groups.pop(name), ExitReason.ERROR, f"backend {name!r} is no longer behind this gateway")
+            self._end_all(groups.pop(name), Verdict.NOT_STARTED, f"backend {name!r} is no longer behind this gateway")
 
         def forward(upstream: Upstream) -> list[str | None]:
             return self._forward(upstream, groups[upstream.backend.name])
@@ -131,7 +130,7 @@ class GatewayDriver(Driver):
             if len(jobs) > 1:
                 half = len(jobs) // 2
                 return self._forward(upstream, jobs[:half]) + self._forward(upstream, jobs[half:])
-            self._end_all(jobs, ExitReason.ERROR, f"backend {backend.name!r} refused the job: {refusal.message}")
+            self._end_all(jobs, Verdict.NOT_STARTED, f"backend {backend.name!r} refused the job: {refusal.message}")
             return [""]
         upstream.learn(zip(backend_ids, (job.job_id for job in jobs), strict=True))
         return [f"{backend.name}:{backend_id}" for backend_id in backend_ids]
@@ -142,7 +141,7 @@ class GatewayDriver(Driver):
             found = self._locate(submitted)
             if found is None:
                 self._end_all(
-                    [submitted.job], ExitReason.LOST, f"its backend ({submitted.backing_id!r}) is no longer behind this gateway"
+                    [submitted.job], Verdict.UNKNOWABLE, f"its backend ({submitted.backing_id!r}) is no longer behind this gateway"
                 )
             else:
                 pairs[found[0]].append((found[1], submitted.job.job_id))
@@ -176,9 +175,9 @@ class GatewayDriver(Driver):
         name, _, backend_id = submitted.backing_id.rpartition(":")
         return (name, int(backend_id)) if name in self._upstreams and backend_id.isdigit() else None
 
-    def _end_all(self, jobs: Iterable[Job], reason: ExitReason, message: str) -> None:
+    def _end_all(self, jobs: Iterable[Job], verdict: Verdict, message: str) -> None:
         for job in jobs:
-            self.events.ended(job.job_id, Outcome(reason, UNKNOWN_EXIT_STATUS, message=message))
+            self.events.ended(job.job_id, Ending(verdict, message=message))
 
     # ---- queries, fanned out -----------------------------------------------------------------
 

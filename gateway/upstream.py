@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import grpc
 
 from batchgate.backoff import Backoff
-from batchgate.driver import ExitReason, JobEvents, Outcome
+from batchgate.driver import JobEvents
+from batchgate.endings import ending_of
 from batchgate.errors import BatchgateError
 from batchgate.v1 import batchgate_pb2 as pb
 
@@ -175,12 +176,9 @@ class Upstream:
 
     def _report_end(self, gateway_id: int, update: pb.UpdatedJob) -> None:
         self._started.discard(gateway_id)
-        try:
-            reason, message = ExitReason(update.exit_reason), update.message
-        except ValueError:  # a backend breaking the contract: the job still ends, saying why
-            reason, message = ExitReason.ERROR, f"backend {self.backend.name!r} sent exit reason {update.exit_reason}"
         wall_time = update.wall_time_seconds if update.HasField("wall_time_seconds") else None
-        self._events.ended(gateway_id, Outcome(reason, update.exit_status, wall_time, message, backing_id=update.backing_id))
+        ending = ending_of(update.exit_reason, update.exit_status, wall_time, update.message, update.backing_id)
+        self._events.ended(gateway_id, ending)
 
     def _advance_checkpoint(self) -> None:
         """Checkpoint the backend sequence read, but never past a parked update."""

@@ -19,6 +19,7 @@ class ExitReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EXIT_REASON_MISSING: _ClassVar[ExitReason]
     EXIT_REASON_MAXJOBDURATION: _ClassVar[ExitReason]
     EXIT_REASON_PARTITION: _ClassVar[ExitReason]
+    EXIT_REASON_TIMELIMIT: _ClassVar[ExitReason]
 EXIT_REASON_UNSPECIFIED: ExitReason
 EXIT_REASON_FINISHED: ExitReason
 EXIT_REASON_FAILED: ExitReason
@@ -29,6 +30,7 @@ EXIT_REASON_MEMLIMIT: ExitReason
 EXIT_REASON_MISSING: ExitReason
 EXIT_REASON_MAXJOBDURATION: ExitReason
 EXIT_REASON_PARTITION: ExitReason
+EXIT_REASON_TIMELIMIT: ExitReason
 
 class Accelerator(_message.Message):
     __slots__ = ("count", "kind", "model", "brand", "api")
@@ -292,12 +294,14 @@ class GetSchedulingStatusResponse(_message.Message):
     def __init__(self, message: _Optional[str] = ..., queued_jobs: _Optional[int] = ..., running_jobs: _Optional[int] = ..., deadlocked: _Optional[bool] = ...) -> None: ...
 
 class SetEnvRequest(_message.Message):
-    __slots__ = ("name", "value")
+    __slots__ = ("name", "value", "job_set")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
+    JOB_SET_FIELD_NUMBER: _ClassVar[int]
     name: str
     value: str
-    def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    job_set: str
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ..., job_set: _Optional[str] = ...) -> None: ...
 
 class SetEnvResponse(_message.Message):
     __slots__ = ()

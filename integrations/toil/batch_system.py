@@ -82,9 +82,7 @@ class BatchgateBatchSystem(BatchSystemSupport):
             command,
             job_desc,
             name=str(job_desc),
-            # setEnv's variables are kept here, not sent with SetEnv, which would reach every
-            # job set on the service.
-            environment={**self.environment, **(job_environment or {})},
+            environment=job_environment or {},  # setEnv's are the service's, for this job set
             backend=self.backend,
         )
         try:
@@ -100,6 +98,11 @@ class BatchgateBatchSystem(BatchSystemSupport):
         with self._issued_lock:
             self._issued.add(job_id)
         return job_id
+
+    def setEnv(self, name: str, value: str | None = None) -> None:
+        """Toil's setEnv, kept by the service for this workflow's job set alone."""
+        super().setEnv(name, value)  # reads the leader's own value when none is given
+        self.client.set_env(name, self.environment[name])
 
     def check_resource_request(self, requirer: Requirer) -> None:
         """Refuse what Toil's configuration forbids, then ask the service (CheckJob) whether any

@@ -25,11 +25,9 @@ EXIT_REASONS: Mapping[int, BatchJobExitReason] = {
     pb.EXIT_REASON_ERROR: BatchJobExitReason.ERROR,
     pb.EXIT_REASON_MEMLIMIT: BatchJobExitReason.MEMLIMIT,
     pb.EXIT_REASON_MISSING: BatchJobExitReason.MISSING,
-    # batchgate's MAXJOBDURATION is the backend enforcing a job's wall time. Since Toil 9 that is
-    # TIMELIMIT (which --doubleTime answers); Toil's own MAXJOBDURATION means its leader killed
-    # the job for --maxJobDuration.
-    pb.EXIT_REASON_MAXJOBDURATION: BatchJobExitReason.TIMELIMIT,
+    pb.EXIT_REASON_MAXJOBDURATION: BatchJobExitReason.MAXJOBDURATION,
     pb.EXIT_REASON_PARTITION: BatchJobExitReason.PARTITION,
+    pb.EXIT_REASON_TIMELIMIT: BatchJobExitReason.TIMELIMIT,  # what Toil's --doubleTime answers
 }
 
 # batchgate's resource names that are spelled differently on Toil's Requirer.

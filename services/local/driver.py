@@ -26,16 +26,15 @@ from dataclasses import dataclass, field
 import psutil
 
 from batchgate.driver import (
-    UNKNOWN_EXIT_STATUS,
     AcceleratorRequest,
     Driver,
-    ExitReason,
+    Ending,
     Job,
     JobEvents,
     Limits,
-    Outcome,
     SchedulingStatus,
     SubmittedJob,
+    Verdict,
 )
 from batchgate.errors import format_bytes
 
@@ -156,14 +155,8 @@ class LocalDriver(Driver):
             job = submitted.job
             process = self._find_process(submitted)
             if process is None:
-                self.events.ended(
-                    job.job_id,
-                    Outcome(
-                        ExitReason.LOST,
-                        UNKNOWN_EXIT_STATUS,
-                        message="the job's process was gone when the service restarted; its exit status is unknown",
-                    ),
-                )
+                message = "the job's process was gone when the service restarted; its exit status is unknown"
+                self.events.ended(job.job_id, Ending(Verdict.UNKNOWABLE, message=message))
                 continue
             with self._lock:
                 # Counted against the budget while it lives.
@@ -288,7 +281,7 @@ class LocalDriver(Driver):
         running.launched.set()
         if not silent:
             message = f"could not start the job: {error}"
-            self.events.ended(running.job.job_id, Outcome(ExitReason.ERROR, UNKNOWN_EXIT_STATUS, message=message))
+            self.events.ended(running.job.job_id, Ending(Verdict.NOT_STARTED, message=message))
 
     def _set_deadline(self, running: _Running) -> None:
         """Call with the lock held, once the job's process exists."""
@@ -313,7 +306,7 @@ class LocalDriver(Driver):
             extra["CUDA_VISIBLE_DEVICES"] = ",".join(gpu.index for gpu in grant.gpus)
         return {**extra, **job.environment}
 
-    def _process_ended(self, process: JobProcess, status: int | None) -> None:
+    def _process_ended(self, process: JobProcess, returncode: int | None) -> None:
         """Runs in the reaper thread."""
         with self._lock:
             running = self._running.pop(process.job_id, None)
@@ -325,23 +318,19 @@ class LocalDriver(Driver):
         if self._closing or running.killing:
             return
         wall_time = time.monotonic() - process.started_monotonic
-        if status is None:
-            outcome = Outcome(
-                ExitReason.LOST,
-                UNKNOWN_EXIT_STATUS,
-                wall_time,
-                "the job outlived a restart of the service, which cannot read its exit status",
-            )
-        elif running.deadline is not None and time.monotonic() >= running.deadline:
-            outcome = Outcome(
-                ExitReason.MAXJOBDURATION,
-                status,
-                wall_time,
-                f"killed after exceeding its wall time of {running.job.wall_time:g} s",
-            )
+        if returncode is None:
+            message = "the job outlived a restart of the service, which cannot read its exit status"
+            ending = Ending(Verdict.UNKNOWABLE, wall_time=wall_time, message=message)
         else:
-            outcome = Outcome(ExitReason.FINISHED, status, wall_time)
-        self.events.ended(process.job_id, outcome)
+            # A negative return code is a death by that signal, which we did not send: a kill we
+            # asked for (KillJobs, a stop) never gets here.
+            code, signal_number = max(returncode, 0), max(-returncode, 0)
+            if running.deadline is not None and time.monotonic() >= running.deadline:
+                message = f"killed after exceeding its wall time of {running.job.wall_time:g} s"
+                ending = Ending(Verdict.OUT_OF_TIME, code, signal_number, wall_time, message)
+            else:
+                ending = Ending(Verdict.EXITED, code, signal_number, wall_time)
+        self.events.ended(process.job_id, ending)
 
     def _expire_deadlines(self) -> float | None:
         """Runs in the reaper thread: kill jobs past their wall time; say when to look again."""

@@ -41,11 +41,12 @@ class JobProcess:
     reaped: threading.Event = field(default_factory=threading.Event)
 
     def wait(self) -> int | None:
-        """Reap the ended root process: its exit status, or None for an adopted one."""
+        """Reap the ended root process: its return code as Popen gives it (-N: killed by signal
+        N), or None for an adopted one."""
         if not self.child:
             return None
         _, status = os.waitpid(self.pid, 0)
-        return exit_status(os.waitstatus_to_exitcode(status))
+        return os.waitstatus_to_exitcode(status)
 
 
 def start(job_id: int, token: str, command: str, environment: Mapping[str, bytes], cwd: str | None, stdout: str, stderr: str) -> JobProcess:
@@ -65,11 +66,6 @@ def keep_inherited_descriptors_from_jobs() -> None:
         with contextlib.suppress(OSError):
             if int(name) > 2:
                 os.set_inheritable(int(name), False)
-
-
-def exit_status(returncode: int) -> int:
-    """A returncode (negative: killed by that signal) as the contract reports it: a death by signal N is 128+N."""
-    return 128 - returncode if returncode < 0 else returncode
 
 
 def tree_members(process: JobProcess) -> list[psutil.Process]:
@@ -123,7 +119,7 @@ def _alive(member: psutil.Process) -> bool:
 class Reaper:
     """One thread that waits on every job's pidfd and on timers (wall-time limits).
 
-    `on_exit(process, status)` runs in the reaper thread when a root process ends; status is
+    `on_exit(process, returncode)` runs in the reaper thread when a root process ends; it is
     None for an adopted process (not our child: its exit status cannot be read)."""
 
     def __init__(self, on_exit: Callable[[JobProcess, int | None], None], on_timer: Callable[[], float | None]) -> None:
@@ -177,9 +173,9 @@ class Reaper:
         os.close(pidfd)  # only after the pop: the number may be reused at once
         self._finish(process, process.wait())
 
-    def _finish(self, process: JobProcess, status: int | None) -> None:
+    def _finish(self, process: JobProcess, returncode: int | None) -> None:
         process.reaped.set()
         try:
-            self._on_exit(process, status)
+            self._on_exit(process, returncode)
         except Exception:
             log.exception("handling the end of job %d failed", process.job_id)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from batchgate import units
-from batchgate.driver import AcceleratorRequest, ExitReason, Job, Limits
+from batchgate.driver import AcceleratorRequest, Job, Limits, Verdict
 from batchgate.errors import InvalidArgument, SchedulerError
 from batchgate.hpc import Command, CommandLineDriver, NativeStatus, Phase, Runner, Snapshot, StateTable, run_command
 from batchgate.v1 import batchgate_pb2 as pb
@@ -40,20 +40,20 @@ STATES: StateTable = {
     "SUSPENDED": Phase.RUNNING,
     "STOPPED": Phase.RUNNING,
     "RESIZING": Phase.RUNNING,
-    "COMPLETED": ExitReason.FINISHED,
-    "FAILED": ExitReason.FAILED,
-    "SPECIAL_EXIT": ExitReason.FAILED,
-    "OUT_OF_MEMORY": ExitReason.MEMLIMIT,
-    # Toil reports these KILLED; the exit reason that names the cause tells a workflow to ask
-    # for more time rather than retry the same request.
-    "TIMEOUT": ExitReason.MAXJOBDURATION,
-    "DEADLINE": ExitReason.MAXJOBDURATION,
+    "COMPLETED": Verdict.EXITED,
+    "FAILED": Verdict.FAILED,
+    "SPECIAL_EXIT": Verdict.FAILED,
+    "OUT_OF_MEMORY": Verdict.OUT_OF_MEMORY,
+    # Toil's Slurm batch system reports these KILLED; TIMELIMIT tells a workflow to ask for more
+    # time (Toil's --doubleTime) rather than retry the same request.
+    "TIMEOUT": Verdict.OUT_OF_TIME,
+    "DEADLINE": Verdict.OUT_OF_TIME,
     # Cancelled by us never gets here: a killed job is not watched any more.
-    "CANCELLED": ExitReason.KILLED,
-    "PREEMPTED": ExitReason.KILLED,
-    "REVOKED": ExitReason.KILLED,
-    "BOOT_FAIL": ExitReason.LOST,
-    "NODE_FAIL": ExitReason.LOST,
+    "CANCELLED": Verdict.CANCELLED,
+    "PREEMPTED": Verdict.CANCELLED,
+    "REVOKED": Verdict.CANCELLED,
+    "BOOT_FAIL": Verdict.UNKNOWABLE,
+    "NODE_FAIL": Verdict.UNKNOWABLE,
 }
 
 TRANSIENT_ERRORS = (

@@ -21,6 +21,9 @@ class Target:
     # The most one job may ask for here (the suite asks for more to provoke RESOURCE_EXHAUSTED).
     max_cores: float
     max_memory: int
+    # Which endings the suite can provoke here in seconds (a scheduler's own tests cover the rest).
+    quick_wall_time: bool = True  # a one-second wall time is enforced within seconds
+    checks_working_directory: bool = True  # a missing working directory fails the start
 
     def stub(self) -> pb_grpc.BatchSystemStub:
         return self.service.stub()

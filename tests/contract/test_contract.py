@@ -47,12 +47,34 @@ def test_an_update_arrives_once_with_status_and_wall_time(target: Target) -> Non
     updates = {update.job_id: update for update in collect_updates(stub, 3)}
     assert updates[ok].exit_reason == pb.EXIT_REASON_FINISHED and updates[ok].exit_status == 0
     assert updates[ok].HasField("wall_time_seconds") and updates[ok].wall_time_seconds > 0
-    assert updates[failed].exit_status == 3
-    assert updates[signalled].exit_status == 128 + 9
+    assert (updates[failed].exit_reason, updates[failed].exit_status) == (pb.EXIT_REASON_FAILED, 3)
+    # A death by a signal batchgate did not send is a failure, reported as a shell would.
+    assert (updates[signalled].exit_reason, updates[signalled].exit_status) == (pb.EXIT_REASON_FAILED, 128 + 9)
     every = updates_within(stub, 1.5)
     assert sorted(update.job_id for update in every) == sorted([ok, failed, signalled])
     assert [update.sequence for update in every] == sorted({update.sequence for update in every})
     assert not stub.ListIssuedJobs(pb.ListIssuedJobsRequest()).job_ids
+
+
+def test_a_job_over_its_wall_time_is_timelimit(target: Target) -> None:
+    if not target.quick_wall_time:
+        pytest.skip(f"{target.name} enforces wall time in whole minutes: see its own slow tests")
+    (over,) = issue(target, spec("sleep 60", wall_time_seconds=1))
+    (update,) = collect_updates(target.stub(), 1)
+    assert update.job_id == over
+    assert update.exit_reason == pb.EXIT_REASON_TIMELIMIT and update.exit_status != 0
+    assert "wall time" in update.message
+
+
+def test_a_job_that_cannot_start_is_error_saying_why(target: Target, tmp_path: Path) -> None:
+    if not target.checks_working_directory:
+        pytest.skip(f"{target.name} runs a job whose directory is missing elsewhere: see its own tests")
+    missing = tmp_path / "no-such-directory"
+    (job,) = issue(target, spec("true", working_directory=str(missing)))
+    (update,) = collect_updates(target.stub(), 1)
+    assert update.job_id == job
+    assert (update.exit_reason, update.exit_status) == (pb.EXIT_REASON_ERROR, 255)
+    assert str(missing) in update.message
 
 
 def test_killing_unknown_or_finished_jobs_is_fine(target: Target) -> None:
@@ -78,6 +100,30 @@ def test_set_env_reaches_later_jobs_and_job_env_never_leaks(target: Target, tmp_
     assert outputs[0].read_text() == "unset|unset"
     assert outputs[1].read_text() == "hello world|it's $(not) run; a,b\nc"
     assert outputs[2].read_text() == "hello world|unset"
+
+
+def test_set_env_for_a_job_set_reaches_that_job_set_alone(target: Target, tmp_path: Path) -> None:
+    stub = target.stub()
+    stub.SetEnv(pb.SetEnvRequest(name="SHARED", value="everyone"))
+    stub.SetEnv(pb.SetEnvRequest(name="COLOUR", value="red", job_set="wf-a"))
+    stub.SetEnv(pb.SetEnvRequest(name="COLOUR", value="blue", job_set="wf-b"))
+    stub.SetEnv(pb.SetEnvRequest(name="SHARED", value="a's own", job_set="wf-a"))
+    report = 'printf "%s|%s" "${COLOUR-unset}" "${SHARED-unset}" > '
+    outputs = {job_set: tmp_path / f"out-{job_set or 'none'}" for job_set in ("wf-a", "wf-b", "")}
+    for job_set, output in outputs.items():
+        issue(target, spec(report + str(output), job_set=job_set))
+    collect_updates(stub, 3)
+    assert outputs["wf-a"].read_text() == "red|a's own"
+    assert outputs["wf-b"].read_text() == "blue|everyone"
+    assert outputs[""].read_text() == "unset|everyone"
+
+    stub.SetEnv(pb.SetEnvRequest(name="COLOUR", job_set="wf-a"))  # no value: unset, for wf-a alone
+    target.restart()  # and it is all kept
+    for job_set, output in outputs.items():
+        issue(target, spec(report + str(output), job_set=job_set))
+    collect_updates(target.stub(), 6)
+    assert outputs["wf-a"].read_text() == "unset|a's own"
+    assert outputs["wf-b"].read_text() == "blue|everyone"
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,14 @@ def slurm_target(tmp_path: Path) -> Iterator[Target]:
     state_dir = tmp_path / "slurm"
     service = start_service("slurm", state_dir, "--slurm-poll-interval", "0.2")
     capabilities = service.stub().GetCapabilities(pb.GetCapabilitiesRequest())
-    target = Target("slurm", service, max_cores=capabilities.max_cores, max_memory=capabilities.max_memory)
+    target = Target(
+        "slurm",
+        service,
+        max_cores=capabilities.max_cores,
+        max_memory=capabilities.max_memory,
+        quick_wall_time=False,  # whole minutes, checked every 30 s: tests/slurm/test_slurm_slow.py
+        checks_working_directory=False,  # slurmd runs it in /tmp instead
+    )
     try:
         yield target
     finally:

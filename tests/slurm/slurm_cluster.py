@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchgate.driver import Job, Outcome, SubmittedJob
+from batchgate.driver import Ending, Job, SubmittedJob
+from batchgate.endings import Outcome, outcome_of
 from batchgate.services.slurm.driver import SlurmDriver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,7 +71,8 @@ def cancel_tagged(instance_id: str) -> None:
 
 
 class Recorder:
-    """JobEvents that keeps every report a driver makes, for tests to wait on and count."""
+    """JobEvents that keeps every report a driver makes, for tests to wait on and count, as the
+    kit would publish it (the exit-reason rule applied)."""
 
     name = "slurm"
 
@@ -84,9 +86,9 @@ class Recorder:
             self.starts[job_id] = (backing_id, at)
             self._changed.notify_all()
 
-    def ended(self, job_id: int, outcome: Outcome) -> None:
+    def ended(self, job_id: int, ending: Ending) -> None:
         with self._changed:
-            self.ends.append((job_id, outcome))
+            self.ends.append((job_id, outcome_of(ending)))
             self._changed.notify_all()
 
     def checkpoint(self, key: str, value: int) -> None:

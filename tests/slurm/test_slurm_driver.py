@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from slurm_cluster import DriverFactory, make_job, squeue, start_controller, stop_controller
 
-from batchgate.driver import ExitReason, SubmittedJob
+from batchgate.driver import SubmittedJob
+from batchgate.endings import ExitReason
 from batchgate.errors import InvalidArgument
 from batchgate.hpc import CountingRunner, run_command
 from batchgate.v1 import batchgate_pb2 as pb
@@ -49,6 +50,17 @@ def test_a_job_over_its_memory_is_memlimit(attach: DriverFactory) -> None:
     assert outcome.exit_reason is ExitReason.MEMLIMIT
     assert outcome.exit_status != 0
     assert "OUT_OF_MEMORY" in outcome.message and submitted.backing_id in outcome.message
+
+
+def test_a_job_cancelled_by_someone_else_is_killed(attach: DriverFactory) -> None:
+    slurm = attach()
+    (submitted,) = slurm.submit(make_job(1, "sleep 300"))
+    slurm.events.wait_started(1)
+    subprocess.run(["scancel", submitted.backing_id], check=True)  # an admin's, not KillJobs
+    outcome = slurm.events.outcome(1)
+    assert outcome.exit_reason is ExitReason.KILLED
+    assert outcome.exit_status != 0
+    assert "CANCELLED" in outcome.message
 
 
 def test_hostile_names_values_and_paths_arrive_byte_for_byte_and_never_run(attach: DriverFactory, tmp_path: Path) -> None:

@@ -8,15 +8,15 @@ import time
 import pytest
 from slurm_cluster import DriverFactory, SlowJobs, squeue
 
-from batchgate.driver import ExitReason
+from batchgate.endings import ExitReason
 
 pytestmark = pytest.mark.slow
 
 
-def test_a_job_over_its_time_limit_is_maxjobduration(slow_jobs: SlowJobs) -> None:
+def test_a_job_over_its_time_limit_is_timelimit(slow_jobs: SlowJobs) -> None:
     # A one-minute limit, checked by slurmctld every 30 s, then KillWait: 60 to 100 s in all.
     outcome = slow_jobs.timed.events.outcome(slow_jobs.over_time.job.job_id, timeout=150)
-    assert outcome.exit_reason is ExitReason.MAXJOBDURATION
+    assert outcome.exit_reason is ExitReason.TIMELIMIT
     assert "TIMEOUT" in outcome.message
     assert outcome.wall_time is not None and outcome.wall_time >= 60
 
