@@ -28,6 +28,7 @@ def batch_system(address: str, workflow_id: str | None = None) -> BatchgateBatch
     config = Config()
     config.workflowID = workflow_id or str(uuid.uuid4())
     config.batchgate_address = address
+    config.batchgate_wall_time_round_up = 0  # walltime as given: these tests ask for seconds
     return BatchgateBatchSystem(config, maxCores=64, maxMemory=64 * GIB, maxDisk=64 * GIB)
 
 

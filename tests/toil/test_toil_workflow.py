@@ -65,7 +65,11 @@ def test_a_job_larger_than_the_backend_fails_at_issue(
 @pytest.mark.slow
 def test_a_job_over_its_wall_time_is_timelimit_in_toils_log_and_double_time_answers(tmp_path: Path, batchgate_address: str) -> None:
     log_file = tmp_path / "toil.log"
-    options = toil_options(tmp_path, batchgate_address, "--retryCount", "1", "--doubleTime", "True", "--logFile", str(log_file))
+    # Walltime as given (the plugin rounds it up to a whole minute unless told otherwise).
+    options = toil_options(
+        tmp_path, batchgate_address, "--retryCount", "1", "--doubleTime", "True", "--logFile", str(log_file),
+        "--batchgateWallTimeRoundUp", "0",
+    )  # fmt: skip
     with Toil(options) as toil:
         with pytest.raises(FailedJobsException):
             toil.start(Job.wrapJobFn(sleep_for, 60, walltime=3, **SMALL))
