@@ -33,6 +33,9 @@ UPDATE_LAG = Histogram(
 STORE_ERRORS = Counter("batchgate_store_errors_total", "Job-store writes that failed (a full disk, a locked file).", ["backend"])
 BACKEND_UP = Gauge("batchgate_backend_up", "Whether a gateway reaches each of its backends (1) or not (0).", ["backend", "target"])
 STREAM_SUBSCRIBERS = Gauge("batchgate_stream_subscribers", "Open GetUpdatedJob streams.", ["backend"])
+STREAMS_REFUSED = Counter(
+    "batchgate_streams_refused_total", "GetUpdatedJob streams refused at a limit, by the flag that sets it.", ["backend", "limit"]
+)
 GRPC_REQUESTS = Counter("batchgate_grpc_requests_total", "gRPC requests handled, by method and status code.", ["backend", "method", "code"])
 GRPC_DURATION = Histogram(
     "batchgate_grpc_request_duration_seconds", "Time to handle unary gRPC requests.", ["backend", "method"], buckets=DURATION_BUCKETS

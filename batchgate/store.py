@@ -40,6 +40,8 @@ CREATE TABLE IF NOT EXISTS updates (
     job_set TEXT NOT NULL,
     body BLOB NOT NULL                -- an UpdatedJob
 );
+-- A stream of one job set reads its own updates, not every update since its cursor.
+CREATE INDEX IF NOT EXISTS updates_by_job_set ON updates (job_set, sequence);
 -- SetEnv's variables, by the job set they apply to ('' for every job set).
 CREATE TABLE IF NOT EXISTS set_env (job_set TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (job_set, name));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value NOT NULL);
@@ -263,15 +265,18 @@ class Store:
 
     # ---- updates -----------------------------------------------------------------------------
 
-    def updates_after(self, sequence: int, job_set: str, limit: int) -> list[tuple[int, bytes]]:
+    def updates_after(self, sequence: int, job_set: str, limit: int, *, up_to: int) -> list[tuple[int, bytes]]:
+        """Up to `limit` updates (sequence, body) with sequences in (sequence, up_to], of
+        `job_set` or of all when empty, oldest first."""
         if job_set:
             rows = self._reader().execute(
-                "SELECT sequence, body FROM updates WHERE sequence > ? AND job_set = ? ORDER BY sequence LIMIT ?",
-                (sequence, job_set, limit),
+                "SELECT sequence, body FROM updates WHERE job_set = ? AND sequence > ? AND sequence <= ? ORDER BY sequence LIMIT ?",
+                (job_set, sequence, up_to, limit),
             )
         else:
             rows = self._reader().execute(
-                "SELECT sequence, body FROM updates WHERE sequence > ? ORDER BY sequence LIMIT ?", (sequence, limit)
+                "SELECT sequence, body FROM updates WHERE sequence > ? AND sequence <= ? ORDER BY sequence LIMIT ?",
+                (sequence, up_to, limit),
             )
         return rows.fetchall()
 
