@@ -16,12 +16,11 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
-import prometheus_client
 from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from batchgate import logs, registry, units
+from batchgate import logs, registry, statuspage, units
 from batchgate.config import add_option
 from batchgate.grpc_api import BatchSystemServicer, add_to_server
 from batchgate.jobspec import Defaults
@@ -46,7 +45,7 @@ def add_server_arguments(parser: argparse.ArgumentParser, definition: registry.S
         group,
         "--metrics-listen",
         default=f"127.0.0.1:{definition.default_port + 1000}",
-        help="Prometheus metrics address; 'off' to serve none",
+        help="address of Prometheus metrics (/metrics) and the live status page (/); 'off' to serve neither",
     )
     add_option(group, "--state-dir", default=str(Path("var") / definition.name), help="where the service keeps its SQLite store")
     add_option(group, "--ready-file", default="", help="write the bound addresses here (JSON) once serving")
@@ -152,7 +151,12 @@ async def _serve(service: BatchService, args: argparse.Namespace) -> None:
     port = _bind(server, args)
     await server.start()
     host = args.listen.rsplit(":", 1)[0]
-    metrics_address = _start_metrics(args.metrics_listen)
+    metrics_port = None
+    if args.metrics_listen != "off":
+        metrics_port = await statuspage.serve(
+            args.metrics_listen, service, subscribers, calls=calls, store_readers=store_readers
+        )
+    metrics_address = metrics_port.address if metrics_port else ""
     health_reports = asyncio.create_task(_report_health(service, health_servicer, calls))
     address = f"{host}:{port}"
     log.info("%s serving on %s (metrics %s, state %s)", args.name, address, metrics_address or "off", service.store.path)
@@ -164,6 +168,8 @@ async def _serve(service: BatchService, args: argparse.Namespace) -> None:
     health_reports.cancel()
     await health_servicer.enter_graceful_shutdown()
     service.updates.close()  # ends every open stream, so the server need not wait for them
+    if metrics_port:
+        await metrics_port.close()
     await server.stop(grace=5)
     servicer.close()
     calls.shutdown(wait=False, cancel_futures=True)
@@ -192,14 +198,6 @@ def _bind(server: grpc.aio.Server, args: argparse.Namespace) -> int:
         require_client_auth=bool(args.tls_client_ca),
     )
     return server.add_secure_port(args.listen, credentials)
-
-
-def _start_metrics(listen: str) -> str:
-    if listen == "off":
-        return ""
-    host, _, port = listen.rpartition(":")
-    metrics_server, _thread = prometheus_client.start_http_server(int(port), addr=host or "127.0.0.1")
-    return f"{host or '127.0.0.1'}:{metrics_server.server_port}"
 
 
 def _write_ready_file(path: Path, content: dict[str, object]) -> None:

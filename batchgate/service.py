@@ -501,6 +501,13 @@ class BatchService:
         with self._jobs_lock:
             return collections.Counter(live.state for live in self._jobs.values())
 
+    def live_counts(self) -> collections.Counter[tuple[str, str, JobState]]:
+        """Live jobs by (backend, job set, state): the status page's table."""
+        with self._jobs_lock:
+            lives = list(self._jobs.values())
+        routes = self.driver.routes
+        return collections.Counter((live.job.backend if routes else self.name, live.job.job_set, live.state) for live in lives)
+
     def scheduling_status(self, job_set: str) -> pb.GetSchedulingStatusResponse:
         with self._jobs_lock:
             mine = [live for live in self._jobs.values() if not job_set or live.job.job_set == job_set]

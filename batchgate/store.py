@@ -73,6 +73,20 @@ class StoredJob:
 
 
 @dataclass(frozen=True)
+class JobRecord:
+    """Everything the store keeps of one job, for reading (the status page's job page)."""
+
+    job_id: int
+    job_set: str
+    spec: bytes
+    state: JobState
+    backing_id: str
+    issued_at: float
+    started_at: float | None
+    ended_at: float | None
+
+
+@dataclass(frozen=True)
 class NewJob:
     job_id: int
     spec: bytes
@@ -252,6 +266,12 @@ class Store:
         )
         return [StoredJob(row[0], row[1], JobState(row[2]), row[3], row[4], row[5]) for row in rows]
 
+    def job(self, job_id: int) -> JobRecord | None:
+        row = self._reader().execute(
+            "SELECT job_id, job_set, spec, state, backing_id, issued_at, started_at, ended_at FROM jobs WHERE job_id = ?", (job_id,)
+        ).fetchone()
+        return None if row is None else JobRecord(row[0], row[1], row[2], JobState(row[3]), *row[4:])
+
     def checkpoints(self) -> dict[str, int]:
         return dict(self._writer.execute("SELECT key, value FROM checkpoints").fetchall())
 
@@ -278,6 +298,20 @@ class Store:
                 "SELECT sequence, body FROM updates WHERE sequence > ? AND sequence <= ? ORDER BY sequence LIMIT ?",
                 (sequence, up_to, limit),
             )
+        return rows.fetchall()
+
+    def latest_updates(self, limit: int) -> list[bytes]:
+        """The bodies of the `limit` newest updates, newest first."""
+        rows = self._reader().execute("SELECT body FROM updates ORDER BY sequence DESC LIMIT ?", (limit,))
+        return [body for (body,) in rows]
+
+    def updates_before(self, sequence: int, job_set: str, limit: int) -> list[tuple[int, bytes]]:
+        """Up to `limit` updates (sequence, body) of `job_set` older than `sequence`, newest first
+        (reading back from the end, e.g. to find one job's update)."""
+        rows = self._reader().execute(
+            "SELECT sequence, body FROM updates WHERE job_set = ? AND sequence < ? ORDER BY sequence DESC LIMIT ?",
+            (job_set, sequence, limit),
+        )
         return rows.fetchall()
 
     # ---- environment -------------------------------------------------------------------------

@@ -1,0 +1,222 @@
+"""What the metrics port serves: Prometheus metrics, the status page, the JSON it reads, and its
+live feed of updates (server-sent events).
+
+    /metrics             Prometheus exposition (text or OpenMetrics, gzip when asked)
+    /                    the status page: backends, live jobs, latest updates arriving live
+    /jobs/ID             one job's page: spec, timeline, scheduler id
+    /api/overview        JSON: the service, its backends (health, capabilities), live job counts
+    /api/updates?limit=  JSON: the newest updates, newest first
+    /api/jobs/ID         JSON: one job
+    /events?after=SEQ    server-sent events: `overview` when it changes, `update` for each update
+                         after SEQ (without it: from now on); an update's sequence is its event id,
+                         so a reconnecting browser resumes where it was
+    /static/NAME         the page's CSS and JavaScript (shipped in the package, no build step)
+
+Everything is read-only. Every request passes `authorize` first: the one place a token check
+goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import re
+from collections.abc import AsyncGenerator, AsyncIterator
+from concurrent.futures import Executor
+from http import HTTPStatus
+from importlib import resources
+
+import prometheus_client
+from prometheus_client import exposition
+
+from batchgate.service import BatchService
+from batchgate.statuspage import views
+from batchgate.statuspage.http import Request, Response, text
+from batchgate.streams import Subscribers
+from batchgate.v1 import batchgate_pb2 as pb
+
+STATIC_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+MAX_LATEST_UPDATES = 500
+MAX_VIEWERS = 256  # open event streams; past it, 503 (each is cheap, but not free)
+EVENT_KEEPALIVE_SECONDS = 15.0  # a comment line, so proxies keep the stream and dead viewers are found
+OVERVIEW_INTERVAL_SECONDS = 1.0  # how often counts and health are looked at while someone watches
+JOB_PATH = re.compile(r"/(?:api/)?jobs/(\d{1,18})")
+
+
+class StatusPage:
+    def __init__(self, service: BatchService, subscribers: Subscribers, *, calls: Executor, store_readers: Executor) -> None:
+        self._service = service
+        self._subscribers = subscribers
+        self._calls = calls
+        self._store_readers = store_readers
+        self._static = resources.files("batchgate.statuspage") / "static"
+        self._viewers = 0
+        self._overview = OverviewFeed(service, calls)
+
+    def authorize(self, request: Request) -> Response | None:
+        """None to let `request` through, or the answer that refuses it. Every request comes
+        here first: bearer-token checking goes here once the gRPC API has it."""
+        return None
+
+    async def handle(self, request: Request) -> Response:
+        refused = self.authorize(request)
+        if refused is not None:
+            return refused
+        path = request.path
+        if path == "/metrics":
+            return await self._metrics(request)
+        if path in ("/", "/index.html"):
+            return self._file("index.html")
+        if path.startswith("/static/"):
+            return self._file(path.removeprefix("/static/"))
+        if path == "/events":
+            return self._events(request)
+        if path == "/api/overview":
+            return _json(await self._overview.current())
+        if path == "/api/updates":
+            return await self._latest_updates(request)
+        job = JOB_PATH.fullmatch(path)
+        if job is not None:
+            return await self._job(int(job.group(1)), page=not path.startswith("/api/"))
+        return text(HTTPStatus.NOT_FOUND, f"nothing at {path}: see / for the status page, /metrics for metrics")
+
+    async def close(self) -> None:
+        self._overview.close()
+
+    # ---- pages and JSON ----------------------------------------------------------------------
+
+    def _file(self, name: str) -> Response:
+        suffix = name[name.rfind(".") :] if "." in name else ""
+        if "/" in name or suffix not in STATIC_TYPES:
+            return text(HTTPStatus.NOT_FOUND, f"no file {name!r}")
+        resource = self._static / name
+        if not resource.is_file():
+            return text(HTTPStatus.NOT_FOUND, f"no file {name!r}")
+        return Response(body=resource.read_bytes(), content_type=STATIC_TYPES[suffix], headers={"Cache-Control": "no-cache"})
+
+    async def _metrics(self, request: Request) -> Response:
+        encoder, content_type = exposition.choose_encoder(request.headers.get("accept", ""))
+        # Off the event loop: some gauges ask the service and its driver when scraped.
+        body = await asyncio.get_running_loop().run_in_executor(self._calls, encoder, prometheus_client.REGISTRY)
+        headers = {}
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            body = gzip.compress(body, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
+        return Response(body=body, content_type=content_type, headers=headers)
+
+    async def _latest_updates(self, request: Request) -> Response:
+        try:
+            limit = int(request.query.get("limit", "50"))
+        except ValueError:
+            return text(HTTPStatus.BAD_REQUEST, "limit: not a whole number")
+        if not 1 <= limit <= MAX_LATEST_UPDATES:
+            return text(HTTPStatus.BAD_REQUEST, f"limit: must be 1 to {MAX_LATEST_UPDATES}")
+        bodies = await asyncio.get_running_loop().run_in_executor(self._store_readers, self._service.store.latest_updates, limit)
+        return _json({"updates": [views.update_json(pb.UpdatedJob.FromString(body)) for body in bodies]})
+
+    async def _job(self, job_id: int, *, page: bool) -> Response:
+        if page:  # the page fetches the JSON itself; it exists whether or not the job does
+            return self._file("job.html")
+        found = await asyncio.get_running_loop().run_in_executor(self._store_readers, views.job_json, self._service, job_id)
+        if found is None:
+            return _json({"error": f"no job {job_id} on {self._service.name}"}, HTTPStatus.NOT_FOUND)
+        return _json(found)
+
+    # ---- the live feed -----------------------------------------------------------------------
+
+    def _events(self, request: Request) -> Response:
+        cursor = request.headers.get("last-event-id") or request.query.get("after", str(self._service.updates.last_sequence))
+        if not cursor.isdigit():
+            return text(HTTPStatus.BAD_REQUEST, "after: the sequence to follow on from (a whole number; 0 for all)")
+        if self._viewers >= MAX_VIEWERS:
+            return text(HTTPStatus.SERVICE_UNAVAILABLE, f"{MAX_VIEWERS} viewers already follow this page's events")
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return Response(content_type="text/event-stream", headers=headers, stream=self._event_stream(int(cursor)))
+
+    async def _event_stream(self, after: int) -> AsyncGenerator[bytes, None]:
+        """Both sources, as they come: new updates (pulled from the update log one message at
+        a time, as a gRPC stream pulls) and changes of the overview."""
+        self._viewers += 1
+        events: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1)  # a pump waits while the viewer reads
+        pumps = [asyncio.create_task(self._pump_updates(after, events)), asyncio.create_task(self._pump_overview(events))]
+        try:
+            yield b"retry: 2000\n\n"
+            while True:
+                yield await events.get()
+        finally:
+            self._viewers -= 1
+            for pump in pumps:
+                pump.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+
+    async def _pump_updates(self, after: int, events: asyncio.Queue[bytes]) -> None:
+        updates = self._subscribers.follow(
+            after, "", keepalive=EVENT_KEEPALIVE_SECONDS, store_readers=self._store_readers
+        )
+        async for message in updates:
+            if not message:
+                await events.put(b": keep-alive\n\n")
+                continue
+            for update in pb.GetUpdatedJobResponse.FromString(message).updates:
+                await events.put(_event("update", views.update_json(update), update.sequence))
+
+    async def _pump_overview(self, events: asyncio.Queue[bytes]) -> None:
+        async for overview in self._overview.changes():
+            await events.put(_event("overview", overview))
+
+
+class OverviewFeed:
+    """The overview, looked at once a second while anyone watches (whatever the number of
+    viewers), and handed to each viewer when it changed."""
+
+    def __init__(self, service: BatchService, calls: Executor) -> None:
+        self._service = service
+        self._calls = calls
+        self._latest: dict[str, object] | None = None
+        self._changed = asyncio.Condition()
+        self._watchers = 0
+        self._refresher: asyncio.Task[None] | None = None
+
+    async def current(self) -> dict[str, object]:
+        return await asyncio.get_running_loop().run_in_executor(self._calls, views.overview_json, self._service)
+
+    async def changes(self) -> AsyncIterator[dict[str, object]]:
+        """The overview now, then each time it changes."""
+        self._watchers += 1
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.create_task(self._refresh())
+        seen: dict[str, object] | None = None
+        try:
+            while True:
+                async with self._changed:
+                    await self._changed.wait_for(lambda: self._latest is not None and self._latest is not seen)
+                    seen = self._latest
+                assert seen is not None
+                yield seen
+        finally:
+            self._watchers -= 1
+
+    async def _refresh(self) -> None:
+        while self._watchers:
+            overview = await self.current()
+            if overview != self._latest:
+                async with self._changed:
+                    self._latest = overview
+                    self._changed.notify_all()
+            await asyncio.sleep(OVERVIEW_INTERVAL_SECONDS)
+        self._latest = None  # stale by the time someone watches again
+
+    def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+
+
+def _event(kind: str, data: object, event_id: int | None = None) -> bytes:
+    """One server-sent event; JSON has no raw newlines, so `data` is one line."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def _json(content: object, status: HTTPStatus = HTTPStatus.OK) -> Response:
+    return Response(status, json.dumps(content).encode(), "application/json", {"Cache-Control": "no-cache"})
