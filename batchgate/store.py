@@ -225,6 +225,11 @@ class Store:
                 [(state.value, at, job_id) for job_id in job_ids],
             )
 
+    def count_killing(self) -> int:
+        """How many kills the scheduler has not confirmed yet."""
+        (count,) = self._reader().execute("SELECT COUNT(*) FROM jobs WHERE state = 'killing'").fetchone()
+        return int(count)
+
     def killing_jobs(self) -> list[StoredJob]:
         """Jobs whose kill the scheduler has not confirmed."""
         return self._jobs_in_state("state = 'killing'")

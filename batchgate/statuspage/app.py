@@ -7,9 +7,10 @@ live feed of updates (server-sent events).
     /api/overview        JSON: the service, its backends (health, capabilities), live job counts
     /api/updates?limit=  JSON: the newest updates, newest first
     /api/jobs/ID         JSON: one job
-    /events?after=SEQ    server-sent events: `overview` when it changes, `update` for each update
-                         after SEQ (without it: from now on); an update's sequence is its event id,
-                         so a reconnecting browser resumes where it was
+    /events?after=SEQ    server-sent events: `overview` when it changes, `updates` (a JSON list)
+                         for the updates after SEQ (without it: from now on) as they are
+                         published; its id is its last update's sequence, so a reconnecting
+                         browser resumes where it was
     /static/NAME         the page's CSS and JavaScript (shipped in the package, no build step)
 
 Everything is read-only. Every request passes `authorize` first: the one place a token check
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from concurrent.futures import Executor
@@ -41,6 +43,8 @@ MAX_LATEST_UPDATES = 500
 MAX_VIEWERS = 256  # open event streams; past it, 503 (each is cheap, but not free)
 EVENT_KEEPALIVE_SECONDS = 15.0  # a comment line, so proxies keep the stream and dead viewers are found
 OVERVIEW_INTERVAL_SECONDS = 1.0  # how often counts and health are looked at while someone watches
+log = logging.getLogger(__name__)
+
 JOB_PATH = re.compile(r"/(?:api/)?jobs/(\d{1,18})")
 
 
@@ -136,14 +140,23 @@ class StatusPage:
 
     async def _event_stream(self, after: int) -> AsyncGenerator[bytes, None]:
         """Both sources, as they come: new updates (pulled from the update log one message at
-        a time, as a gRPC stream pulls) and changes of the overview."""
+        a time, as a gRPC stream pulls) and changes of the overview. Ends when either source
+        does (the service stops, or a read failed): the browser reconnects and resumes."""
         self._viewers += 1
         events: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1)  # a pump waits while the viewer reads
         pumps = [asyncio.create_task(self._pump_updates(after, events)), asyncio.create_task(self._pump_overview(events))]
         try:
             yield b"retry: 2000\n\n"
             while True:
-                yield await events.get()
+                next_event = asyncio.ensure_future(events.get())
+                await asyncio.wait([next_event, *pumps], return_when=asyncio.FIRST_COMPLETED)
+                if not next_event.done():
+                    next_event.cancel()
+                    for pump in pumps:
+                        if pump.done() and not pump.cancelled() and pump.exception() is not None:
+                            log.warning("the status page's event stream ended: %s", pump.exception())
+                    return
+                yield next_event.result()
         finally:
             self._viewers -= 1
             for pump in pumps:
@@ -151,15 +164,15 @@ class StatusPage:
             await asyncio.gather(*pumps, return_exceptions=True)
 
     async def _pump_updates(self, after: int, events: asyncio.Queue[bytes]) -> None:
-        updates = self._subscribers.follow(
-            after, "", keepalive=EVENT_KEEPALIVE_SECONDS, store_readers=self._store_readers
-        )
+        """One `updates` event per message of the update log (up to a few thousand updates:
+        a browser keeps up with a busy service), its id the last update's sequence."""
+        updates = self._subscribers.follow(after, "", keepalive=EVENT_KEEPALIVE_SECONDS, store_readers=self._store_readers)
         async for message in updates:
             if not message:
                 await events.put(b": keep-alive\n\n")
                 continue
-            for update in pb.GetUpdatedJobResponse.FromString(message).updates:
-                await events.put(_event("update", views.update_json(update), update.sequence))
+            batch = pb.GetUpdatedJobResponse.FromString(message).updates
+            await events.put(_event("updates", [views.update_json(update) for update in batch], batch[-1].sequence))
 
     async def _pump_overview(self, events: asyncio.Queue[bytes]) -> None:
         async for overview in self._overview.changes():

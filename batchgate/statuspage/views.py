@@ -58,6 +58,8 @@ def overview_json(service: BatchService) -> dict[str, object]:
         "gateway": service.driver.routes,
         "backends": backends,
         "jobs": [{"backend": backend, "job_set": job_set, **row} for (backend, job_set), row in sorted(counts.items())],
+        # Kills made but not yet confirmed by the scheduler (made again until they are).
+        "unconfirmed_kills": service.store.count_killing(),
         "last_sequence": service.updates.last_sequence,
     }
 

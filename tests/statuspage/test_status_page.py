@@ -161,13 +161,13 @@ def test_the_event_stream_sends_each_new_update_as_it_is_published(deployment: D
         assert response.status == 200 and response.getheader("Content-Type") == "text/event-stream"
         (update,) = run_jobs(deployment, spec("true", backend="local", job_set="sse"))
         event: dict[str, str] = {}
-        while event.get("event") != "update":  # overview events come too
+        while event.get("event") != "updates":  # overview events come too
             event = {}
             for line in iter(response.readline, b"\n"):
                 name, _, value = line.decode().rstrip("\n").partition(": ")
                 event[name] = value
         assert event["id"] == str(update.sequence)
-        data = json.loads(event["data"])
+        (data,) = json.loads(event["data"])
         assert (data["job_id"], data["job_set"], data["backend"], data["exit_reason"]) == (update.job_id, "sse", "local", "FINISHED")
     finally:
         connection.close()
@@ -216,11 +216,25 @@ def test_in_a_browser_jobs_appear_live_and_a_job_has_its_page(deployment: Deploy
     assert isinstance(browser, WebDriver)
     screenshot = os.environ.get("BATCHGATE_STATUS_SCREENSHOT")
     wait = WebDriverWait(browser, BROWSER_WAIT)
+
+    def texts(selector: str) -> list[str]:
+        """The text of each element `selector` matches, read at one instant (the page redraws
+        parts of itself as events arrive: an element found earlier may be gone)."""
+        found: list[str] = browser.execute_script(
+            "return [...document.querySelectorAll(arguments[0])].map((node) => node.textContent)", selector
+        )
+        return found
+
+    def live_rows() -> list[list[str]]:
+        """The live jobs table's rows: backend, job set, queued, running."""
+        rows: list[list[str]] = browser.execute_script(
+            "return [...document.querySelectorAll('#jobs tbody tr')].map((row) => [...row.cells].map((cell) => cell.textContent))"
+        )
+        return rows
+
     browser.get(deployment.url("/"))
     wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "connection"), "live"))
-    wait.until(lambda _: {card.get_attribute("data-backend") for card in browser.find_elements(By.CSS_SELECTOR, "#backends .card")} == {"local", "cluster"})
-    for card in browser.find_elements(By.CSS_SELECTOR, "#backends .card"):
-        assert "up" in card.find_element(By.CSS_SELECTOR, "h3 .pill").text
+    wait.until(lambda _: sorted(texts("#backends .card h3")) == ["clusterup", "localup"])  # name, then health
     browser.execute_script("window.loadedOnce = true")  # gone if the page reloads
 
     # Running jobs show in the live counts; jobs that end show in the updates as they end.
@@ -229,7 +243,7 @@ def test_in_a_browser_jobs_appear_live_and_a_job_has_its_page(deployment: Deploy
     try:
         for expected in (["cluster", "workflow-7", "0", "1"], ["local", "workflow-8", "0", "1"]):
             wait.until(
-                lambda _, expected=expected: expected in [row.text.split() for row in browser.find_elements(By.CSS_SELECTOR, "#jobs tbody tr")]
+                lambda _, expected=expected: expected in live_rows()
             )
         updates = run_jobs(
             deployment,
@@ -240,8 +254,7 @@ def test_in_a_browser_jobs_appear_live_and_a_job_has_its_page(deployment: Deploy
         )
 
         def row_of(update: pb.UpdatedJob) -> list[str]:
-            rows = browser.find_elements(By.CSS_SELECTOR, f'#updates tbody tr[data-sequence="{update.sequence}"]')
-            return [cell.get_attribute("textContent") or "" for cell in rows[0].find_elements(By.TAG_NAME, "td")] if rows else []
+            return texts(f'#updates tbody tr[data-sequence="{update.sequence}"] td')
 
         for update in updates:
             wait.until(lambda _, update=update: row_of(update))
@@ -254,12 +267,21 @@ def test_in_a_browser_jobs_appear_live_and_a_job_has_its_page(deployment: Deploy
         assert cannot_start.exit_reason == pb.EXIT_REASON_ERROR and "/nonexistent/batchgate-statuspage" in cannot_start.message
         if screenshot:
             browser.save_screenshot(screenshot)
+        # The page of a running job follows it live: killed, it says so without a reload.
+        browser.get(deployment.url(f"/jobs/{sleepers[0]}"))
+        wait.until(expected_conditions.text_to_be_present_in_element((By.CSS_SELECTOR, "#summary .pill"), "running"))
+        browser.execute_script("window.loadedOnce = true")
     finally:
         stub.KillJobs(pb.KillJobsRequest(job_ids=sleepers))
-    wait.until(lambda _: not [row for row in browser.find_elements(By.CSS_SELECTOR, "#jobs tbody tr") if "workflow" in row.text])
+    wait.until(expected_conditions.text_to_be_present_in_element((By.CSS_SELECTOR, "#summary .pill"), "killed"))
+    assert [event.lower() for event in texts("#timeline li strong")] == ["issued", "started", "killed"]
+    assert browser.execute_script("return window.loadedOnce") is True, "the job page reloaded"
+    browser.back()
+    wait.until(lambda _: not [row for row in live_rows() if "workflow-7" in row or "workflow-8" in row])
 
     # The failed Slurm job's page: its spec, timeline, scheduler id and message.
     exit_3 = updates[1]
+    wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, f'#updates tbody tr[data-sequence="{exit_3.sequence}"] a')))
     browser.find_element(By.CSS_SELECTOR, f'#updates tbody tr[data-sequence="{exit_3.sequence}"] a').click()
     wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "title"), f"Job {exit_3.job_id}"))
     summary = browser.find_element(By.ID, "summary").text
@@ -267,8 +289,20 @@ def test_in_a_browser_jobs_appear_live_and_a_job_has_its_page(deployment: Deploy
     assert exit_3.backing_id in summary
     spec_shown = browser.find_element(By.ID, "spec").text
     assert "exit 3" in spec_shown and "call-variants" in spec_shown
-    events = [item.get_attribute("data-event") for item in browser.find_elements(By.CSS_SELECTOR, "#timeline li")]
-    assert events == ["issued", "started", "ended"]
+    assert [event.lower() for event in texts("#timeline li strong")] == ["issued", "started", "ended"]
     assert browser.find_element(By.ID, "output-section").is_displayed()
     if screenshot:
         browser.save_screenshot(str(Path(screenshot).with_name(Path(screenshot).stem + "-job.png")))
+
+
+def test_a_service_stops_promptly_while_someone_watches_its_page(local_service: RunningService) -> None:
+    connection = http.client.HTTPConnection(local_service.metrics_address, timeout=60)
+    try:
+        connection.request("GET", "/events")
+        response = connection.getresponse()
+        assert response.status == 200
+        assert response.readline() == b"retry: 2000\n"
+        assert local_service.stop() == 0  # graceful: the open event stream does not hold it up
+        assert response.read() is not None  # the stream ends (EOF) rather than hanging
+    finally:
+        connection.close()

@@ -64,7 +64,7 @@ function renderJob(job) {
   output.textContent = job.output ?? "Output is not available from this service yet.";
   output.classList.toggle("muted", job.output === null || job.output === undefined);
   document.getElementById("job").hidden = false;
-  return job.state === "queued" || job.state === "submitted" || job.state === "running";
+  return ["queued", "submitted", "running", "killing"].includes(job.state);
 }
 
 async function load() {
@@ -92,7 +92,7 @@ async function start() {
     if (!live) events.close();
   };
   events.addEventListener("overview", (event) => { showService(JSON.parse(event.data)); again(); });
-  events.addEventListener("update", (event) => { if (JSON.parse(event.data).job_id === jobId) again(); });
+  events.addEventListener("updates", (event) => { if (JSON.parse(event.data).some((update) => update.job_id === jobId)) again(); });
 }
 
 start();

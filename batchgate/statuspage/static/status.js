@@ -117,8 +117,14 @@ async function start() {
     showService(overview);
     renderBackends(overview.backends);
     renderJobs(overview.jobs);
+    const kills = document.getElementById("unconfirmed-kills");
+    kills.hidden = !overview.unconfirmed_kills;
+    kills.textContent = `${overview.unconfirmed_kills} kill(s) not yet confirmed by the scheduler: made again until they are.`;
   });
-  events.addEventListener("update", (event) => addUpdate(JSON.parse(event.data), true));
+  events.addEventListener("updates", (event) => {
+    const updates = JSON.parse(event.data);
+    for (const update of updates.slice(-MAX_ROWS)) addUpdate(update, true);
+  });
 }
 
 start();
