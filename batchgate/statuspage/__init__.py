@@ -37,4 +37,4 @@ async def serve(
     page = StatusPage(service, subscribers, calls=calls, store_readers=store_readers)
     http = HttpServer(page.handle)
     bound = await http.start(host, int(port))
-    return MetricsPort(f"{host}:{bound}", http, page)
+    return MetricsPort(f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}", http, page)

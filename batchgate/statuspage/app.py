@@ -20,6 +20,7 @@ goes.
 from __future__ import annotations
 
 import asyncio
+import collections
 import gzip
 import json
 import logging
@@ -43,6 +44,7 @@ MAX_LATEST_UPDATES = 500
 MAX_VIEWERS = 256  # open event streams; past it, 503 (each is cheap, but not free)
 EVENT_KEEPALIVE_SECONDS = 15.0  # a comment line, so proxies keep the stream and dead viewers are found
 OVERVIEW_INTERVAL_SECONDS = 1.0  # how often counts and health are looked at while someone watches
+EVENT_INTERVAL_SECONDS = 0.2  # the least time between two `updates` events to one viewer
 log = logging.getLogger(__name__)
 
 JOB_PATH = re.compile(r"/(?:api/)?jobs/(\d{1,18})")
@@ -57,6 +59,7 @@ class StatusPage:
         self._static = resources.files("batchgate.statuspage") / "static"
         self._viewers = 0
         self._overview = OverviewFeed(service, calls)
+        self._rendered = RenderedUpdates()
 
     def authorize(self, request: Request) -> Response | None:
         """None to let `request` through, or the answer that refuses it. Every request comes
@@ -171,12 +174,36 @@ class StatusPage:
             if not message:
                 await events.put(b": keep-alive\n\n")
                 continue
-            batch = pb.GetUpdatedJobResponse.FromString(message).updates
-            await events.put(_event("updates", [views.update_json(update) for update in batch], batch[-1].sequence))
+            await events.put(self._rendered.get(message))
+            # A person reads no faster: let a busy service's updates gather, so a viewer costs
+            # at most a few wake-ups a second, however many jobs end.
+            await asyncio.sleep(EVENT_INTERVAL_SECONDS)
 
     async def _pump_overview(self, events: asyncio.Queue[bytes]) -> None:
         async for overview in self._overview.changes():
             await events.put(_event("overview", overview))
+
+
+class RenderedUpdates:
+    """Update-log messages as `updates` events, rendered once for every viewer: viewers that
+    follow along read the same messages (the log's in-memory tail hands out the same bytes),
+    so only the first pays for decoding and JSON."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._events: collections.OrderedDict[bytes, bytes] = collections.OrderedDict()
+
+    def get(self, message: bytes) -> bytes:
+        event = self._events.get(message)
+        if event is not None:
+            self._events.move_to_end(message)
+            return event
+        batch = pb.GetUpdatedJobResponse.FromString(message).updates
+        event = _event("updates", [views.update_json(update) for update in batch], batch[-1].sequence)
+        self._events[message] = event
+        if len(self._events) > self._size:
+            self._events.popitem(last=False)
+        return event
 
 
 class OverviewFeed:

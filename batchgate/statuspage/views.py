@@ -13,6 +13,7 @@ from batchgate.v1 import batchgate_pb2 as pb
 # job of the last day or so of a busy service; an older job's page shows it ended, without how.
 MAX_UPDATES_SEARCHED = 200_000
 SEARCH_PAGE = 2000
+MAX_COUNT_ROWS = 500  # (backend, job set) rows of live jobs; the totals count them all
 
 
 def update_json(update: pb.UpdatedJob) -> dict[str, object]:
@@ -49,15 +50,20 @@ def overview_json(service: BatchService) -> dict[str, object]:
     else:  # a backend: itself, healthy while its store answers
         backends = [{"name": service.name, "healthy": service.store.ping(), "capabilities": capabilities_json(capabilities)}]
     counts: dict[tuple[str, str], dict[str, int]] = {}
+    totals = {"queued": 0, "running": 0}
     for (backend, job_set, state), count in service.live_counts().items():
         row = counts.setdefault((backend, job_set), {"queued": 0, "running": 0})
-        row["running" if state is JobState.RUNNING else "queued"] += count  # submitted: waits in the scheduler
+        column = "running" if state is JobState.RUNNING else "queued"  # submitted: waits in the scheduler
+        row[column] += count
+        totals[column] += count
     return {
         "service": service.name,
         "kind": service.driver.kind,
         "gateway": service.driver.routes,
         "backends": backends,
-        "jobs": [{"backend": backend, "job_set": job_set, **row} for (backend, job_set), row in sorted(counts.items())],
+        "jobs": [{"backend": backend, "job_set": job_set, **row} for (backend, job_set), row in sorted(counts.items())[:MAX_COUNT_ROWS]],
+        "rows_not_shown": max(0, len(counts) - MAX_COUNT_ROWS),
+        "totals": totals,
         # Kills made but not yet confirmed by the scheduler (made again until they are).
         "unconfirmed_kills": service.store.count_killing(),
         "last_sequence": service.updates.last_sequence,

@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import shutil
+import socket
 import sys
 import urllib.error
 import urllib.request
@@ -133,6 +134,7 @@ def test_live_jobs_are_counted_by_backend_and_job_set(deployment: Deployment) ->
             return all(key in seen and seen[key]["running"] == 1 and seen[key]["queued"] == 0 for key in wanted)
 
         wait_until(counted, 60, 0.2, message="both jobs counted as running")
+        assert deployment.get_json("/api/overview")["totals"]["running"] >= 2  # type: ignore[index]
     finally:
         stub.KillJobs(pb.KillJobsRequest(job_ids=ids))
     rows = deployment.get_json("/api/overview")["jobs"]
@@ -183,6 +185,14 @@ def test_the_page_is_read_only_and_serves_nothing_but_its_own_files(deployment: 
         assert status == 404, path
     status, _, _ = deployment.get("/api/updates?limit=0")
     assert status == 400
+    with socket.create_connection(deployment.gateway.metrics_address.rsplit(":", 1)) as raw:  # type: ignore[arg-type]
+        raw.sendall(b"BREW /pot HTCPCP/1.0\r\n\r\n")
+        assert raw.makefile("rb").readline().startswith(b"HTTP/1.1 400")
+    head = http.client.HTTPConnection(deployment.gateway.metrics_address, timeout=10)
+    head.request("HEAD", "/")
+    answer = head.getresponse()
+    assert answer.status == 200 and int(answer.getheader("Content-Length")) > 0 and answer.read() == b""
+    head.close()
 
 
 # ---- in a real browser -----------------------------------------------------------------------

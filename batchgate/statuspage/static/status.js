@@ -38,27 +38,24 @@ function renderBackends(backends) {
   if (!backends.length) holder.append(element("p", "No backend.", "empty"));
 }
 
-function renderJobs(rows) {
+function renderJobs(rows, totals, notShown) {
   const body = document.querySelector("#jobs tbody");
   body.textContent = "";
-  let queued = 0;
-  let running = 0;
   for (const row of rows) {
     const line = element("tr");
     line.append(element("td", row.backend), element("td", row.job_set || "(none)", row.job_set ? "" : "muted"));
     line.append(element("td", row.queued, "num"), element("td", row.running, "num"));
     body.append(line);
-    queued += row.queued;
-    running += row.running;
   }
-  if (!rows.length) {
+  const note = notShown ? `…and ${notShown} more (backend, job set) rows, counted in the totals.` : rows.length ? "" : "No live job.";
+  if (note) {
     const line = element("tr");
-    line.append(element("td", "No live job.", "empty"));
+    line.append(element("td", note, "empty"));
     line.firstChild.colSpan = 4;
     body.append(line);
   }
-  document.getElementById("total-queued").textContent = queued;
-  document.getElementById("total-running").textContent = running;
+  document.getElementById("total-queued").textContent = totals.queued;
+  document.getElementById("total-running").textContent = totals.running;
 }
 
 function updateRow(update) {
@@ -116,7 +113,7 @@ async function start() {
     const overview = JSON.parse(event.data);
     showService(overview);
     renderBackends(overview.backends);
-    renderJobs(overview.jobs);
+    renderJobs(overview.jobs, overview.totals, overview.rows_not_shown);
     const kills = document.getElementById("unconfirmed-kills");
     kills.hidden = !overview.unconfirmed_kills;
     kills.textContent = `${overview.unconfirmed_kills} kill(s) not yet confirmed by the scheduler: made again until they are.`;
