@@ -39,14 +39,14 @@ from batchgate.statuspage.http import Request, Response, text
 from batchgate.streams import Subscribers
 from batchgate.v1 import batchgate_pb2 as pb
 
+log = logging.getLogger(__name__)
+
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 MAX_LATEST_UPDATES = 500
 MAX_VIEWERS = 256  # open event streams; past it, 503 (each is cheap, but not free)
 EVENT_KEEPALIVE_SECONDS = 15.0  # a comment line, so proxies keep the stream and dead viewers are found
 OVERVIEW_INTERVAL_SECONDS = 1.0  # how often counts and health are looked at while someone watches
 EVENT_INTERVAL_SECONDS = 0.2  # the least time between two `updates` events to one viewer
-log = logging.getLogger(__name__)
-
 JOB_PATH = re.compile(r"/(?:api/)?jobs/(\d{1,18})")
 
 
@@ -56,7 +56,7 @@ class StatusPage:
         self._subscribers = subscribers
         self._calls = calls
         self._store_readers = store_readers
-        self._static = resources.files("batchgate.statuspage") / "static"
+        self._files = _static_files()
         self._viewers = 0
         self._overview = OverviewFeed(service, calls)
         self._rendered = RenderedUpdates()
@@ -94,23 +94,23 @@ class StatusPage:
     # ---- pages and JSON ----------------------------------------------------------------------
 
     def _file(self, name: str) -> Response:
-        suffix = name[name.rfind(".") :] if "." in name else ""
-        if "/" in name or suffix not in STATIC_TYPES:
+        found = self._files.get(name)
+        if found is None:
             return text(HTTPStatus.NOT_FOUND, f"no file {name!r}")
-        resource = self._static / name
-        if not resource.is_file():
-            return text(HTTPStatus.NOT_FOUND, f"no file {name!r}")
-        return Response(body=resource.read_bytes(), content_type=STATIC_TYPES[suffix], headers={"Cache-Control": "no-cache"})
+        body, content_type = found
+        return Response(body=body, content_type=content_type, headers={"Cache-Control": "no-cache"})
 
     async def _metrics(self, request: Request) -> Response:
         encoder, content_type = exposition.choose_encoder(request.headers.get("accept", ""))
+        compress = "gzip" in request.headers.get("accept-encoding", "")
+
+        def exposition_body() -> bytes:
+            body: bytes = encoder(prometheus_client.REGISTRY)
+            return gzip.compress(body, compresslevel=1) if compress else body
+
         # Off the event loop: some gauges ask the service and its driver when scraped.
-        body = await asyncio.get_running_loop().run_in_executor(self._calls, encoder, prometheus_client.REGISTRY)
-        headers = {}
-        if "gzip" in request.headers.get("accept-encoding", ""):
-            body = gzip.compress(body, compresslevel=1)
-            headers["Content-Encoding"] = "gzip"
-        return Response(body=body, content_type=content_type, headers=headers)
+        body = await asyncio.get_running_loop().run_in_executor(self._calls, exposition_body)
+        return Response(body=body, content_type=content_type, headers={"Content-Encoding": "gzip"} if compress else {})
 
     async def _latest_updates(self, request: Request) -> Response:
         try:
@@ -250,6 +250,17 @@ class OverviewFeed:
     def close(self) -> None:
         if self._refresher is not None:
             self._refresher.cancel()
+
+
+def _static_files() -> dict[str, tuple[bytes, str]]:
+    """The page's files shipped in the package, by name: read once (they are small)."""
+    folder = resources.files("batchgate.statuspage") / "static"
+    found: dict[str, tuple[bytes, str]] = {}
+    for entry in folder.iterdir():
+        suffix = entry.name[entry.name.rfind(".") :]
+        if entry.is_file() and suffix in STATIC_TYPES:
+            found[entry.name] = (entry.read_bytes(), STATIC_TYPES[suffix])
+    return found
 
 
 def _event(kind: str, data: object, event_id: int | None = None) -> bytes:

@@ -8,6 +8,7 @@ docs/status-page.png is made).
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import os
@@ -106,6 +107,15 @@ def test_metrics_are_still_served_for_prometheus(deployment: Deployment) -> None
     assert headers["Content-Type"].startswith("text/plain")
     assert b'batchgate_jobs{backend="gateway",state="queued"}' in body
     assert b'batchgate_backend_up{backend="gateway",target="cluster"} 1.0' in body
+    # As Prometheus asks: OpenMetrics, compressed.
+    request = urllib.request.Request(
+        deployment.url("/metrics"), headers={"Accept": "application/openmetrics-text; version=1.0.0", "Accept-Encoding": "gzip"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert response.headers["Content-Encoding"] == "gzip"
+        exposition = gzip.decompress(response.read())
+    assert b"batchgate_jobs_issued_total" in exposition and exposition.endswith(b"# EOF\n")
 
 
 def test_the_overview_names_each_backend_with_its_health_and_capabilities(deployment: Deployment) -> None:
