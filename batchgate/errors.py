@@ -96,6 +96,27 @@ class InsufficientSystemResources(BatchgateError):
         }
 
 
+class StoreUnavailable(BatchgateError):
+    """The service's job store cannot be written now (a full disk, an unwritable file).
+
+    Nothing was recorded: the call may be made again once the operator has made room.
+    """
+
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "STORE_UNAVAILABLE"
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+    @classmethod
+    def because(cls, path: str, problem: object) -> StoreUnavailable:
+        return cls(path, f"the job store {path} cannot be written ({problem}); nothing was recorded, try again later")
+
+    def metadata(self) -> Mapping[str, str]:
+        return {"path": self.path}
+
+
 class AcquisitionTimeoutException(BatchgateError):
     """A resource the service needed (its job store's write lock) could not be acquired in time.
 
@@ -252,6 +273,8 @@ def _from_error_info(info: error_details_pb2.ErrorInfo, message: str) -> Batchga
         return AcquisitionTimeoutException(fields.get("resource", ""), float(fields.get("waited_seconds", "0")))
     if info.reason == DeadlockException.reason:
         return DeadlockException(message, fields.get("backend", ""))
+    if info.reason == StoreUnavailable.reason:
+        return StoreUnavailable(fields.get("path", ""), message)
     if info.reason == BackendUnavailable.reason:
         return BackendUnavailable(fields.get("backend", ""), message)
     if info.reason == SchedulerError.reason:
