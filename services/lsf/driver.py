@@ -216,9 +216,9 @@ class LsfDriver(CommandLineDriver):
     @staticmethod
     def _status(record: dict[str, str], now: float) -> NativeStatus:
         state, exit_reason = record["STAT"], record.get("EXIT_REASON", "")
-        keyword = exit_reason.split(":")[0].strip()
+        keyword, _, words = exit_reason.partition(":")  # "TERM_RUNLIMIT: job killed after ..."
         if state == "EXIT" and keyword in STATES:
-            state = keyword
+            state, exit_reason = keyword, words.strip()
         run_time = seconds(record.get("RUN_TIME", ""))
         return NativeStatus(
             backing_id=record["JOBID"],
@@ -255,7 +255,12 @@ class LsfDriver(CommandLineDriver):
         states = {line.split()[0]: line.split() for line in self.run(Command(["bhosts", "-w"])).splitlines()[1:] if line.strip()}
         gpus: dict[str, list[str]] = {}
         name = ""
-        for line in self.run(Command(["lshosts", "-gpu"])).splitlines()[1:]:
+        try:
+            gpu_lines = self.run(Command(["lshosts", "-gpu"])).splitlines()[1:]
+        except SchedulerError as error:  # a cluster without GPU support: no GPUs
+            log.info("no GPUs from lshosts -gpu: %s", error.message)
+            gpu_lines = []
+        for line in gpu_lines:
             words = line.split()
             if len(words) == 6:
                 name = words.pop(0)

@@ -11,16 +11,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import RunningService, start_service  # noqa: E402
-from lsf_cluster import FakeLsf  # noqa: E402
+from lsf_cluster import FakeLsf, start_lsf  # noqa: E402
 from targets import Target  # noqa: E402
 
 from batchgate.v1 import batchgate_pb2 as pb  # noqa: E402
-
-
-def start_lsf(fake: FakeLsf, state_dir: Path, *args: str) -> RunningService:
-    """`batchgate serve lsf` seeing `fake` (and only this process sees it)."""
-    return start_service("lsf", state_dir, "--lsf-poll-interval", "0.2", *args, env=fake.env)
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from driver_recording import MIB, Attached, Recorder, attach, make_job
+from harness import RunningService, start_service
 
 from batchgate.hpc import run_command
 from batchgate.services.lsf.driver import LsfDriver
@@ -90,6 +91,11 @@ class FakeLsf:
                         os.killpg(state[key], signal.SIGKILL) if key == "pid" else os.kill(state[key], signal.SIGKILL)
                     except (ProcessLookupError, PermissionError):
                         pass
+
+
+def start_lsf(fake: FakeLsf, state_dir: Path, *args: str) -> RunningService:
+    """`batchgate serve lsf` seeing `fake` (and only this process sees it)."""
+    return start_service("lsf", state_dir, "--lsf-poll-interval", "0.2", *args, env=fake.env)
 
 
 def attach_driver(fake: FakeLsf, instance_id: str = "", **options: object) -> Attached:

@@ -113,12 +113,9 @@ def test_bad_names_gpu_requests_and_fighting_extra_arguments_are_refused_naming_
 def test_kill_of_a_held_a_pending_and_a_running_job_returns_once_they_are_dead(attach: DriverFactory, fake: FakeLsf) -> None:
     lsf = attach()
     marker = f"batchgate-kill-{uuid.uuid4().hex}"
-    held, running, waiting = lsf.submit(
-        make_job(1, "true", options=pb.LsfOptions(extra_args=["-H"])),
-        make_job(2, f"sleep 300; : {marker}", cores=4),
-        make_job(3, "true", cores=2),  # the host's 4 slots are taken: it pends
-    )
+    held, running = lsf.submit(make_job(1, "true", options=pb.LsfOptions(extra_args=["-H"])), make_job(2, f"sleep 300; : {marker}", cores=4))
     lsf.events.wait_started(2)
+    (waiting,) = lsf.submit(make_job(3, "true", cores=2))  # the host's 4 slots are taken: it pends
 
     lsf.driver.kill([held, running, waiting])
 
@@ -251,8 +248,9 @@ def test_memory_goes_to_bsub_in_the_clusters_unit(tmp_path: Path, unit: str, per
 
 def test_scheduling_status_names_why_jobs_wait(attach: DriverFactory) -> None:
     lsf = attach()
-    lsf.submit(make_job(1, "sleep 30", cores=4), make_job(2, "true", cores=1), make_job(3, "true", options=pb.LsfOptions(extra_args=["-H"])))
+    lsf.submit(make_job(1, "sleep 30", cores=4))
     lsf.events.wait_started(1)
+    lsf.submit(make_job(2, "true", cores=1), make_job(3, "true", options=pb.LsfOptions(extra_args=["-H"])))
     deadline = time.monotonic() + 10
     while "Not enough job slot(s)" not in (status := lsf.driver.scheduling_status()).message:
         assert time.monotonic() < deadline, f"no pending reason seen: {status}"
