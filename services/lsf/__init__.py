@@ -37,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["job", "slot"],
         help="what the cluster's memory reservation counts: the whole job, or each slot (lsb.params RESOURCE_RESERVE_PER_TASK=Y)",
     )
+    add_option(
+        group,
+        "--lsf-bjobs-output",
+        default="json",
+        choices=["json", "columns"],
+        help="how bjobs answers: -json (LSF 10.1.0.2 and later), or -o columns for older LSF",
+    )
     add_option(group, "--lsf-poll-interval", default=1.0, type=units.parse_duration, help="seconds between bjobs calls")
     add_option(
         group,
@@ -60,6 +67,7 @@ def build_driver(args: argparse.Namespace) -> LsfDriver:
         extra_args=extra_args,
         unit_for_limits=args.lsf_unit_for_limits,
         memory_per_slot=args.lsf_memory_per == "slot",
+        json_output=args.lsf_bjobs_output == "json",
         poll_interval=args.lsf_poll_interval,
         command_timeout=args.lsf_command_timeout,
     )

@@ -67,7 +67,8 @@ STATES: StateTable = {
 TRANSIENT_ERRORS = ("LSF is down", "not responding", "Cannot connect to LSF", "Communication time out")
 EMPTY_ANSWERS = ("No job found", "No unfinished job found", "No matching job found", "is not found", "Job has already finished")
 SUBMITTED = re.compile(r"Job <(\d+)> is submitted to (?:default )?queue <[^>]*>\.")
-QUEUE_FIELDS = "jobid stat exit_code exit_reason pend_reason run_time job_name"
+QUEUE_FIELDS = "jobid stat exit_code exit_reason pend_reason run_time job_name"  # the name last: it may hold the delimiter
+DELIMITER = "|"
 UNITS = ("KB", "MB", "GB", "TB", "PB", "EB")
 # bsub options that would fight what batchgate sets from the job or relies on (one batch job, its
 # script, its tag, an immediate answer); -R only where it asks for memory.
@@ -117,6 +118,7 @@ class LsfDriver(CommandLineDriver):
         extra_args: Sequence[str] = (),
         unit_for_limits: str = "",
         memory_per_slot: bool = False,
+        json_output: bool = True,
         poll_interval: float = 1.0,
         command_timeout: float = 60.0,
         runner: Runner = run_command,
@@ -126,6 +128,7 @@ class LsfDriver(CommandLineDriver):
         self.time_limit = time_limit
         self.unit_for_limits = unit_for_limits.upper()
         self.memory_per_slot = memory_per_slot
+        self.json_output = json_output  # bjobs -json came with LSF 10.1.0.2; before it, -o columns
         self._hosts: Snapshot[list[Host]] = Snapshot(self._query_hosts)
 
     # ---- submitting ---------------------------------------------------------------------------
@@ -201,15 +204,23 @@ class LsfDriver(CommandLineDriver):
     # ---- watching -----------------------------------------------------------------------------
 
     def queue_command(self) -> Command:
-        return Command(["bjobs", "-a", "-J", self.tag(0).removesuffix("0") + "*", "-json", "-o", QUEUE_FIELDS])
+        mine = ["bjobs", "-a", "-J", self.tag(0).removesuffix("0") + "*"]
+        if self.json_output:
+            return Command([*mine, "-json", "-o", QUEUE_FIELDS])
+        return Command([*mine, "-noheader", "-o", f"{QUEUE_FIELDS} delimiter='{DELIMITER}'"])
 
     def parse_queue(self, stdout: str) -> Iterable[NativeStatus]:
         if not stdout.strip():
             return []  # no job matched
-        try:
-            records = json.loads(stdout[stdout.index("{") : stdout.rindex("}") + 1])["RECORDS"]
-        except (ValueError, KeyError) as error:
-            raise CommandFailed(["bjobs"], 0, f"bjobs answered what is not its JSON ({error}): {stdout[:200]!r}", transient=True) from None
+        if self.json_output:
+            try:
+                records = json.loads(stdout[stdout.index("{") : stdout.rindex("}") + 1])["RECORDS"]
+            except (ValueError, KeyError) as error:
+                raise CommandFailed(["bjobs"], 0, f"bjobs answered what is not its JSON ({error}): {stdout[:200]!r}", transient=True) from None
+        else:  # "-" stands for an empty column
+            names = QUEUE_FIELDS.upper().split()
+            rows = (line.split(DELIMITER, len(names) - 1) for line in stdout.splitlines())
+            records = [{name: "" if value == "-" else value for name, value in zip(names, row)} for row in rows if len(row) == len(names)]
         now = time.time()
         return [self._status(record, now) for record in records if "ERROR" not in record]
 

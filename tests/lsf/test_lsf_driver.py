@@ -24,8 +24,9 @@ from batchgate.v1 import batchgate_pb2 as pb
 DriverFactory = Callable[..., Attached]
 
 
-def test_exit_codes_and_signal_deaths_are_reported_as_the_shell_would(attach: DriverFactory) -> None:
-    lsf = attach()
+@pytest.mark.parametrize("json_output", [True, False], ids=["bjobs-json", "bjobs-columns"])
+def test_exit_codes_and_signal_deaths_are_reported_as_the_shell_would(attach: DriverFactory, json_output: bool) -> None:
+    lsf = attach(json_output=json_output)
     jobs = [make_job(1, "sleep 1.5"), make_job(2, "exit 3"), make_job(3, "kill -TERM $$"), make_job(4, "kill -KILL $$")]
     lsf.submit(*jobs)
     finished, failed, terminated, killed = (lsf.events.outcome(job.job_id) for job in jobs)
@@ -37,8 +38,9 @@ def test_exit_codes_and_signal_deaths_are_reported_as_the_shell_would(attach: Dr
     assert "EXIT" in failed.message
 
 
-def test_memory_and_run_limits_are_memlimit_and_timelimit(attach: DriverFactory) -> None:
-    lsf = attach()
+@pytest.mark.parametrize("json_output", [True, False], ids=["bjobs-json", "bjobs-columns"])
+def test_memory_and_run_limits_are_memlimit_and_timelimit(attach: DriverFactory, json_output: bool) -> None:
+    lsf = attach(json_output=json_output)
     hog = f"{sys.executable} -c 'import time; block = b\"x\" * (300 * 1024 * 1024); time.sleep(10)'"
     over_memory, over_time = lsf.submit(make_job(1, hog, memory=50 * MIB), make_job(2, "sleep 30", wall_time=1.0))
     memory, wall = lsf.events.outcome(1), lsf.events.outcome(2)
