@@ -78,6 +78,9 @@ class NativeStatus:
 class Command:
     argv: Sequence[str]
     stdin: str | None = None
+    # Fragments of a failing query's error output that mean "nothing matched" (no such job; it
+    # has finished already): its output is taken as the answer.
+    empty_answers: tuple[str, ...] = ()
 
 
 class CommandFailed(Exception):
@@ -253,9 +256,6 @@ class CommandLineDriver(Driver):
     states: ClassVar[StateTable]
     # Fragments of the scheduler's error output that mean "try again" (e.g. a timeout).
     transient_errors: ClassVar[tuple[str, ...]]
-    # Fragments of a failing command's error output that mean "nothing to report or do" (no job
-    # matched; the job has finished already): its output is taken as the answer.
-    empty_answers: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -357,7 +357,7 @@ class CommandLineDriver(Driver):
             result = "timeout"
             raise
         except CommandFailed as failure:
-            if not any(fragment in failure.stderr for fragment in self.empty_answers):
+            if not any(fragment in failure.stderr for fragment in command.empty_answers):
                 raise
             result = "ok"
             return ""

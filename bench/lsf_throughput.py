@@ -7,15 +7,20 @@ documentation; no LSF can be had here), in a fresh state directory:
    driver's command runner and its poll).
 
 Jobs are submitted held (bsub -H), so they wait in the queue without running; all are killed at
-the end. The fake's commands are Python scripts (about 30 ms each), so the figures say how the
+the end. The fake's commands are Python scripts that answer at once, after some 30 ms of CPU
+each: on a 2-core machine a loop of them is bound by CPU, which more bsub at once cannot beat by
+much. A real bsub is a small C program that waits for mbatchd's answer over the network, so the
+submissions are measured twice: with the fake answering at once, and with it waiting
+`--answer-delay` (100 ms) before each answer, as for mbatchd's round trip. The figures say how the
 driver uses LSF, not how fast a real LSF answers.
 
-    .venv/bin/python bench/lsf_throughput.py [--jobs 50] [--rounds 5] [--seconds 5]
+    .venv/bin/python bench/lsf_throughput.py [--jobs 50] [--rounds 5] [--seconds 5] [--answer-delay 0.1]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -85,8 +90,10 @@ def submit_throughput(fake: FakeLsf, count: int, rounds: int) -> None:
         drivers.append(submit_rate(fake, count, loop=False))
         loops.append(submit_rate(fake, count, loop=True))
         ratios.append(drivers[-1] / ((loops[-2] + loops[-1]) / 2))
-    print(f"submitting {count} jobs x {rounds} rounds: plain bsub loop {statistics.median(loops):.1f} jobs/s, batchgate driver {statistics.median(drivers):.1f} jobs/s (medians)")
-    print(f"ratio (driver / loop): {statistics.median(ratios):.2f}x (rounds {min(ratios):.2f}-{max(ratios):.2f})  (target >= 1.5x)")
+    delay = json.loads((fake.root / "config.json").read_text())["answer_delay"]
+    print(f"bsub answering after {delay * 1000:.0f} ms, {count} jobs x {rounds} rounds:")
+    print(f"  plain bsub loop {statistics.median(loops):.1f} jobs/s, batchgate driver {statistics.median(drivers):.1f} jobs/s (medians)")
+    print(f"  ratio (driver / loop): {statistics.median(ratios):.2f}x (rounds {min(ratios):.2f}-{max(ratios):.2f})  (target >= 1.5x)")
 
 
 def commands_per_cycle(fake: FakeLsf, live: int, seconds: float) -> None:
@@ -109,10 +116,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=50, help="jobs per submit run")
     parser.add_argument("--rounds", type=int, default=5, help="driver runs, each between two loop runs")
     parser.add_argument("--seconds", type=float, default=5.0, help="polling window per job count")
+    parser.add_argument("--answer-delay", type=float, default=0.1, help="mbatchd's round trip modelled in the second run, seconds")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="batchgate-lsf-bench-") as root:
-        fake = FakeLsf(Path(root))
+        fake = FakeLsf(Path(root) / "at-once")
         submit_throughput(fake, args.jobs, args.rounds)
+        submit_throughput(FakeLsf(Path(root) / "round-trip", answer_delay=args.answer_delay), args.jobs, args.rounds)
         print()
         print("live jobs  poll cycles  scheduler commands  per cycle")
         for live in (1, 100, 1000):

@@ -65,6 +65,7 @@ STATES: StateTable = {
 }
 
 TRANSIENT_ERRORS = ("LSF is down", "not responding", "Cannot connect to LSF", "Communication time out")
+# What bjobs, bhist and bkill say when no job matches or a job has ended already: nothing to do.
 EMPTY_ANSWERS = ("No job found", "No unfinished job found", "No matching job found", "is not found", "Job has already finished")
 SUBMITTED = re.compile(r"Job <(\d+)> is submitted to (?:default )?queue <[^>]*>\.")
 QUEUE_FIELDS = "jobid stat exit_code exit_reason pend_reason run_time job_name"  # the name last: it may hold the delimiter
@@ -107,7 +108,6 @@ class LsfDriver(CommandLineDriver):
     options_field = "lsf"
     states = STATES
     transient_errors = TRANSIENT_ERRORS
-    empty_answers = EMPTY_ANSWERS
 
     def __init__(
         self,
@@ -199,15 +199,15 @@ class LsfDriver(CommandLineDriver):
         return found.group(1)
 
     def cancel_command(self, backing_ids: Sequence[str]) -> Command:
-        return Command(["bkill", *backing_ids])
+        return Command(["bkill", *backing_ids], empty_answers=EMPTY_ANSWERS)
 
     # ---- watching -----------------------------------------------------------------------------
 
     def queue_command(self) -> Command:
         mine = ["bjobs", "-a", "-J", self.tag(0).removesuffix("0") + "*"]
         if self.json_output:
-            return Command([*mine, "-json", "-o", QUEUE_FIELDS])
-        return Command([*mine, "-noheader", "-o", f"{QUEUE_FIELDS} delimiter='{DELIMITER}'"])
+            return Command([*mine, "-json", "-o", QUEUE_FIELDS], empty_answers=EMPTY_ANSWERS)
+        return Command([*mine, "-noheader", "-o", f"{QUEUE_FIELDS} delimiter='{DELIMITER}'"], empty_answers=EMPTY_ANSWERS)
 
     def parse_queue(self, stdout: str) -> Iterable[NativeStatus]:
         if not stdout.strip():
@@ -242,7 +242,7 @@ class LsfDriver(CommandLineDriver):
         )
 
     def history(self, backing_ids: Sequence[str]) -> Iterable[NativeStatus]:
-        stdout = self.run(Command(["bhist", "-l", "-n", "0", *backing_ids])).replace("\n" + " " * 21, "")
+        stdout = self.run(Command(["bhist", "-l", "-n", "0", *backing_ids], empty_answers=EMPTY_ANSWERS)).replace("\n" + " " * 21, "")
         for block in re.split(r"\n-{20,}\n", stdout):
             job_id = re.search(r"^Job <(\d+)>", block.strip())
             exited = re.search(r"Exited (with exit code|by signal) (\d+)", block)

@@ -39,6 +39,7 @@ class FakeLsf:
         minute_seconds: float = 1.0,
         clean_period: float = 3600.0,
         unit_for_limits: str = "MB",
+        answer_delay: float = 0.0,
     ) -> None:
         self.root = root
         (root / "conf").mkdir(parents=True, exist_ok=True)
@@ -49,6 +50,7 @@ class FakeLsf:
             "minute_seconds": minute_seconds,  # the length of one -W minute here
             "clean_period": clean_period,  # lsb.params CLEAN_PERIOD
             "kill_grace": 1.0,
+            "answer_delay": answer_delay,  # seconds each client command waits, as for mbatchd's answer
         }
         (root / "config.json").write_text(json.dumps(settings))
         (root / "conf" / "lsf.conf").write_text(f"LSF_UNIT_FOR_LIMITS={unit_for_limits}\n" if unit_for_limits else "")

@@ -26,7 +26,8 @@ formats those pages give:
 Where it differs from LSF, on purpose, for fast tests: a client command meeting an injected
 outage prints LSF's words and exits 255 at once (as with LSB_NTRIES=1) rather than retrying; the
 length of a -W minute comes from the fake's config.json (`minute_seconds`); a job's report is not
-appended to its -o file.
+appended to its -o file. A client command answers at once unless config.json models mbatchd's
+round trip (`answer_delay`, seconds; the benchmark uses it).
 
 Faults are injected through $LSF_FAKE_STATE/faults.json: {"bsub": [{"fault": "down", "times": 2}],
 "bjobs": [{"fault": "not-responding", "until": <epoch>}]}. Faults: "down" ("LSF is down. Please
@@ -38,13 +39,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import fnmatch
 import json
 import os
 import re
-import shlex
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -222,6 +219,8 @@ def embedded_options(script: str) -> dict[str, object]:
     options: dict[str, object] = {}
     for line in script.splitlines():
         if line.startswith("#BSUB"):
+            import shlex
+
             parse_options(shlex.split(line[len("#BSUB") :]), options)
     return options
 
@@ -291,6 +290,8 @@ def bsub(args: list[str]) -> None:
         reason = "The job was suspended by user while pending" if held else "New job is waiting for scheduling"
         save_state(job_id, {"stat": "PSUSP" if held else "PEND", "pend_reason": reason})
     if not held:  # a held job waits for bresume, which this fake does not have
+        import subprocess
+
         supervisor = [sys.executable, "-S", os.path.realpath(__file__), "supervise", str(job_id)]
         subprocess.Popen(supervisor, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     if fault == "lost":
@@ -323,6 +324,7 @@ def resident_kb(pids: list[int]) -> int:
 
 
 def signal_session(session: int, number: int) -> None:
+    """Send `number` to every process of the job's session."""
     for pid in session_processes(session):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, number)
@@ -364,6 +366,9 @@ def kill_request(job_id: int) -> str:
 
 
 def supervise(args: list[str]) -> None:
+    import signal
+    import subprocess
+
     job_id = int(args[0])
     settings = config()
     with locked():
@@ -497,6 +502,8 @@ def field_value(job_id: int, job: dict, state: dict, field: str, now: float) -> 
 
 
 def bjobs(args: list[str]) -> None:
+    from fnmatch import fnmatchcase
+
     fault = inject_fault("bjobs")
     if fault:
         outage(fault)
@@ -546,7 +553,7 @@ def bjobs(args: list[str]) -> None:
         job, state = loaded
         if not ids and not show_all and state["stat"] in FINISHED:
             continue
-        if name_pattern and not fnmatch.fnmatchcase(job["name"], name_pattern):
+        if name_pattern and not fnmatchcase(job["name"], name_pattern):
             continue
         rows.append({field: field_value(job_id, job, state, field, now) for field in fields})
     if json_output:
@@ -737,6 +744,8 @@ def main() -> None:
     if name not in COMMANDS:  # run as lsf_fake.py COMMAND ...
         name, args = args[0], args[1:]
     try:
+        if name != "supervise":
+            time.sleep(config().get("answer_delay", 0.0))  # mbatchd's round trip, where a bench models one
         COMMANDS[name](args)
     except Usage as error:
         print(error, file=sys.stderr)
