@@ -4,6 +4,7 @@ kills, outages, lost answers, restarts, units, hosts, and the one-bjobs-per-cycl
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -153,6 +154,20 @@ def test_a_lasting_outage_fails_the_submission_quoting_lsf(attach: DriverFactory
     assert outcome.exit_reason is ExitReason.ERROR
     assert "bsub kept failing" in outcome.message and "LSF is down. Please wait..." in outcome.message
     assert not fake.jobs()
+
+
+def test_jobs_lsf_no_longer_answers_for_are_lost_and_jobs_it_forgot_are_missing(attach: DriverFactory, fake: FakeLsf) -> None:
+    lsf = attach(command_timeout=1.5)
+    running, held = lsf.submit(make_job(1, "sleep 30"), make_job(2, "true", options=pb.LsfOptions(extra_args=["-H"])))
+    lsf.events.wait_started(1)
+    shutil.rmtree(fake.root / "jobs" / held.backing_id)  # gone from bjobs and bhist alike
+    missing = lsf.events.outcome(2)
+    assert missing.exit_reason is ExitReason.MISSING and f"no record of job {held.backing_id}" in missing.message
+
+    fake.inject("bjobs", "not-responding", seconds=30.0)
+    lost = lsf.events.outcome(1)
+    assert (lost.exit_reason, lost.exit_status) == (ExitReason.LOST, 255)
+    assert f"lost sight of lsf job {running.backing_id}" in lost.message and "batch system daemon not responding" in lost.message
 
 
 def test_a_submission_whose_answer_is_lost_is_not_submitted_again(attach: DriverFactory, fake: FakeLsf) -> None:
