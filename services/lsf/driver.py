@@ -154,15 +154,13 @@ class LsfDriver(CommandLineDriver):
         return 1024, 1024**2
 
     def _configured_unit(self) -> str:
+        """The cluster's LSF_UNIT_FOR_LIMITS, "" where it sets none. A failing lsadmin fails the
+        submission (it is asked again for the next): a guessed unit may be a million times off."""
         conf = Path(os.environ.get("LSF_ENVDIR", "/etc")) / "lsf.conf"
         try:
             text = conf.read_text()
         except OSError:
-            try:
-                text = self.run(Command(["lsadmin", "showconf", "lim"]))
-            except SchedulerError as error:
-                log.warning("no %s and no answer from lsadmin (%s): taking LSF's default units", conf, error.message)
-                return ""
+            text = self.run(Command(["lsadmin", "showconf", "lim"]))
         found = re.search(r"^\s*LSF_UNIT_FOR_LIMITS\s*=\s*\"?(\w+)", text, flags=re.MULTILINE)
         return found.group(1).upper() if found else ""
 
