@@ -28,7 +28,8 @@ def test_metrics_count_jobs_by_backend_and_exit_reason(local_service: RunningSer
     collect_updates(stub, 2)
     metrics = scrape(local_service)
     assert metrics[("batchgate_jobs_issued_total", (("backend", "local"),))] == 2
-    assert metrics[("batchgate_jobs_ended_total", (("backend", "local"), ("exit_reason", "FINISHED")))] == 2
+    assert metrics[("batchgate_jobs_ended_total", (("backend", "local"), ("exit_reason", "FINISHED")))] == 1
+    assert metrics[("batchgate_jobs_ended_total", (("backend", "local"), ("exit_reason", "FAILED")))] == 1
     assert metrics[("batchgate_jobs_failed_total", (("backend", "local"),))] == 1
     assert metrics[("batchgate_job_wall_time_seconds_count", (("backend", "local"),))] == 2
     assert metrics[("batchgate_jobs", (("backend", "local"), ("state", "running")))] == 0
