@@ -8,9 +8,12 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+import grpc
+import pytest
 from harness import collect_updates, spec, start_service, updates_within, wait_until
 from lsf_cluster import FakeLsf, start_lsf
 
+from batchgate.errors import InvalidArgument, from_rpc_error
 from batchgate.v1 import batchgate_pb2 as pb
 
 MIB = 1024**2
@@ -54,6 +57,21 @@ def test_outages_are_ridden_out_and_memory_goes_in_the_units_of_lsf_conf(tmp_pat
     finally:
         service.kill()
         fake.shutdown()
+
+
+def test_extra_arguments_that_fight_the_job_are_refused_naming_the_field_or_flag(fake: FakeLsf, tmp_path: Path) -> None:
+    service = start_lsf(fake, tmp_path / "lsf")
+    try:
+        bad = spec("true", lsf=pb.LsfOptions(queue="short", extra_args=["-x", "-M", "1"]))
+        with pytest.raises(grpc.RpcError) as caught:
+            service.stub().IssueJob(pb.IssueJobRequest(spec=bad))
+        error = from_rpc_error(caught.value)
+        assert isinstance(error, InvalidArgument) and error.field == "spec.lsf.extra_args[1]"
+        assert not fake.jobs()
+    finally:
+        service.kill()
+    with pytest.raises(RuntimeError, match=r"--lsf-extra-args: '-n' fights what batchgate sets"):
+        start_lsf(fake, tmp_path / "lsf-2", "--lsf-extra-args", "-x -n 4")
 
 
 def test_scheduler_commands_are_counted_under_the_services_name(fake: FakeLsf, tmp_path: Path) -> None:
