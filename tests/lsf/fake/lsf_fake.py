@@ -19,9 +19,13 @@ formats those pages give:
   lsf_config_ref/lsf.conf.lsf_unit_for_limits.5.html, read from $LSF_ENVDIR/lsf.conf and printed by
   `lsadmin showconf lim`; the LSF-enforced per-job memory limit (LSB_JOB_MEMLIMIT=y): a job whose
   processes together pass -M is killed and ends EXIT with TERM_MEMLIMIT.
-- lsb.params CLEAN_PERIOD: finished jobs stay in `bjobs -a` that long, then only bhist knows them.
+- lsb.params (https://www.ibm.com/docs/SSWRJV_10.1.0/lsf_config_ref/lsb.params.5.html):
+  CLEAN_PERIOD, how long finished jobs stay in `bjobs -a` (then only bhist knows them);
+  RESOURCE_RESERVE_PER_TASK, memory reserved per slot rather than per host.
+- LSB_JOB_MEMLIMIT (lsf_config_ref/lsf.conf.lsb_job_memlimit.5.html): LSF kills a job over its
+  limit with SIGINT, SIGTERM, then SIGKILL (the fake: SIGTERM, then SIGKILL after kill_grace).
 - bkill: "Job <N> is being terminated"; "Job <N>: Job has already finished"; "Job <N> is not
-  found" (on standard error, as LSF prints it).
+  found" (on standard error, as LSF prints it); a pending job killed ends EXIT at once.
 
 Where it differs from LSF, on purpose, for fast tests: a client command meeting an injected
 outage prints LSF's words and exits 255 at once (as with LSB_NTRIES=1) rather than retrying; the
