@@ -278,7 +278,7 @@ def test_scheduling_status_names_why_jobs_wait(attach: DriverFactory) -> None:
 def test_one_bjobs_per_poll_cycle_whatever_the_number_of_jobs(attach: DriverFactory, fake: FakeLsf) -> None:
     counting = CountingRunner(fake.runner)
     lsf = attach(runner=counting)
-    lsf.submit(*[make_job(job_id, "true", options=pb.LsfOptions(extra_args=["-H"])) for job_id in range(1, 31)])
+    lsf.submit(*[make_job(job_id, "true", options=pb.LsfOptions(extra_args=["-H"])) for job_id in range(1, 13)])
     counting.commands.clear()
     cycles_before = lsf.driver.poll_cycles
     time.sleep(2)
