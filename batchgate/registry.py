@@ -15,6 +15,7 @@ SERVICE_MODULES: dict[str, str] = {
     "gateway": "batchgate.gateway",
     "local": "batchgate.services.local",
     "slurm": "batchgate.services.slurm",
+    "mesos": "batchgate.services.mesos",
 }
 
 
