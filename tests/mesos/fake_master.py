@@ -219,7 +219,7 @@ class FakeMesosMaster:
         self._frameworks: dict[str, _Framework] = {}
         self._offers: dict[str, _Offer] = {}
         self._stopping = threading.Event()
-        self._holding_acks = False
+        self._holding_acks: set[str] = set()
         # What happened, for the tests to read.
         self.launched: list[str] = []  # task ids, each time a task is launched
         self.subscriptions: list[dict[str, Any]] = []  # framework_info of every SUBSCRIBE
@@ -263,10 +263,6 @@ class FakeMesosMaster:
     def agent_of(self, task_id: str) -> str:
         with self._lock:
             return self._task(task_id).agent_id
-
-    def task_state(self, task_id: str) -> str:
-        with self._lock:
-            return self._task(task_id).state
 
     def running_task_ids(self) -> set[str]:
         with self._lock:
@@ -319,6 +315,12 @@ class FakeMesosMaster:
                 if framework.subscription:
                     framework.subscription.send({"type": "FAILURE", "failure": {"agent_id": {"value": agent_id}}})
 
+    def kill_task(self, task_id: str) -> None:
+        """Kill a task as someone other than its framework would (an operator): TASK_KILLED."""
+        with self._lock:
+            task = self._task(task_id)
+            self._kill(self._frameworks[task.framework_id], task_id)
+
     def silence(self) -> None:
         """Stop writing to every open event stream (no heartbeats either), connections left open."""
         with self._lock:
@@ -326,10 +328,11 @@ class FakeMesosMaster:
                 if framework.subscription:
                     framework.subscription.silent.set()
 
-    def hold_acknowledgements(self, holding: bool) -> None:
-        """While holding, ACKNOWLEDGE calls are answered 202 and ignored: updates are resent."""
+    def hold_acknowledgements(self, *states: str) -> None:
+        """ACKNOWLEDGEs of updates in these states are answered 202 and ignored, so those updates
+        are resent (none: acknowledgements count again)."""
         with self._lock:
-            self._holding_acks = holding
+            self._holding_acks = set(states)
 
     def connected_framework_ids(self) -> list[str]:
         with self._lock:
@@ -500,8 +503,7 @@ class FakeMesosMaster:
             self._kill(framework, call["kill"]["task_id"]["value"])
         elif kind == "ACKNOWLEDGE":
             acknowledge = call["acknowledge"]
-            if not self._holding_acks:
-                self._acknowledge(framework, acknowledge["task_id"]["value"], acknowledge["uuid"])
+            self._acknowledge(framework, acknowledge["task_id"]["value"], acknowledge["uuid"])
         elif kind == "RECONCILE":
             self._reconcile(framework, [item["task_id"]["value"] for item in call.get("reconcile", {}).get("tasks", [])])
         elif kind == "TEARDOWN":
@@ -632,6 +634,8 @@ class FakeMesosMaster:
         task = framework.tasks.get(task_id)
         if task is None or not task.pending or task.pending[0]["uuid"] != update_uuid:
             return  # a duplicate acknowledgement, as Mesos ignores it
+        if task.pending[0]["state"] in self._holding_acks:
+            return
         acknowledged = task.pending.popleft()
         task.last_sent = 0.0
         if acknowledged["state"] in TERMINAL and not task.pending:

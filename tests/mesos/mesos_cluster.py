@@ -11,7 +11,7 @@ from fake_master import AgentSpec, FakeMesosMaster  # noqa: E402
 from harness import RunningService, start_service  # noqa: E402
 
 # Four small agents, like a small cluster: 2 cores, 2 GiB, 10 GiB of disk each.
-AGENTS = [AgentSpec(f"agent-{index}.test", cpus=2, mem=2048, disk=10240, attributes={"rack": f"r{index % 2}"}) for index in range(4)]
+AGENTS = [AgentSpec(f"agent-{index}.test", cpus=2, mem=2048, disk=10240, attributes={"rack": f"r{index % 2}", "name": f"agent-{index}"}) for index in range(4)]
 SERVICE_ARGS = (
     "--mesos-refuse-seconds", "2",
     "--mesos-unreachable-timeout", "1",
@@ -26,5 +26,5 @@ def start_master(work_dir: Path, agents: list[AgentSpec] | None = None, **option
     return FakeMesosMaster(AGENTS if agents is None else agents, work_dir, **options).start()  # type: ignore[arg-type]
 
 
-def start_mesos_service(state_dir: Path, master: FakeMesosMaster, *args: str) -> RunningService:
-    return start_service("mesos", state_dir, "--mesos-master", master.address, *SERVICE_ARGS, *args)
+def start_mesos_service(state_dir: Path, master: FakeMesosMaster, *args: str, env: dict[str, str] | None = None) -> RunningService:
+    return start_service("mesos", state_dir, "--mesos-master", master.address, *SERVICE_ARGS, *args, env=env)
