@@ -175,7 +175,7 @@ class MesosDriver(Driver):
                     kill: dict[str, Any] = {"task_id": {"value": task_id}}
                     if agent_id:
                         kill["agent_id"] = {"value": agent_id}
-                    self.connection.send({"type": "KILL", "kill": kill})
+                    self.connection.send({"type": "KILL", "kill": kill}, agent_id)
                 resend_at = min(deadline, time.monotonic() + KILL_RESEND)
                 for task_id, (dead, _) in list(dying.items()):
                     if dead.wait(max(0.0, resend_at - time.monotonic())):
@@ -340,7 +340,7 @@ class MesosDriver(Driver):
                 else:
                     call = {"type": "DECLINE", "decline": {"offer_ids": [offer["id"]], "filters": refuse}}
                 self._filters_set = True  # what is left of it is refused for a while
-                self.connection.send(call)
+                self.connection.send(call, offer["agent_id"]["value"])
 
     def _fill(self, offer: dict[str, Any]) -> list[dict[str, Any]]:
         """First fit: the waiting jobs, in issue order, that fit what is left of the offer."""
@@ -384,7 +384,8 @@ class MesosDriver(Driver):
                     self._given_up.pop(task_id, None)
                 elif state != "TASK_UNREACHABLE":
                     log.info("killing mesos task %s, which no live job owns", task_id)
-                    self.connection.send({"type": "KILL", "kill": {"task_id": {"value": task_id}, "agent_id": status.get("agent_id", {})}})
+                    agent = status.get("agent_id", {})
+                    self.connection.send({"type": "KILL", "kill": {"task_id": {"value": task_id}, "agent_id": agent}}, agent.get("value", ""))
             else:
                 if status.get("agent_id"):
                     task.agent_id = status["agent_id"]["value"]

@@ -15,7 +15,8 @@ defers to them, include/mesos/v1/mesos.proto and scheduler.proto:
   (400 otherwise) and its framework must be subscribed (403 otherwise). ACCEPT (LAUNCH
   operations), DECLINE (with `filters.refuse_seconds`, default 5 s as in mesos.proto), REVIVE,
   SUPPRESS, KILL, ACKNOWLEDGE, RECONCILE and TEARDOWN are served.
-- Events: SUBSCRIBED, OFFERS (one per agent: what is neither used nor offered), RESCIND (an
+- Events: SUBSCRIBED, OFFERS (one per agent: what is neither used nor offered; made every
+  allocation interval, and at once on SUBSCRIBE, REVIVE and an agent's return), RESCIND (an
   agent dropped), UPDATE, FAILURE (an agent removed), ERROR, HEARTBEAT (every interval).
 - Status updates come from each agent's status update manager: each carries a `uuid` (raw bytes,
   Base64 in JSON), is resent until the scheduler ACKNOWLEDGEs it, and a task's next update waits
@@ -48,6 +49,7 @@ import itertools
 import json
 import os
 import queue
+import select
 import signal
 import subprocess
 import threading
@@ -206,11 +208,17 @@ class FakeMesosMaster:
         *,
         heartbeat_interval: float = 15.0,
         resend_interval: float = 10.0,  # the agent's first retry interval (STATUS_UPDATE_RETRY_INTERVAL_MIN)
+        allocation_interval: float = 1.0,  # the master's --allocation_interval
         credentials: tuple[str, str] | None = None,
     ) -> None:
         self.work_dir = work_dir
         self.heartbeat_interval = heartbeat_interval
         self.resend_interval = resend_interval
+        self.allocation_interval = allocation_interval
+        self._allocated_at = 0.0
+        self._watched: dict[int, tuple[_Task, float | None]] = {}  # pidfd -> task, max completion deadline
+        self._wake_reader, self._wake_writer = os.pipe()
+        self._launches: collections.deque[tuple[_Framework, _Task, dict[str, Any]]] = collections.deque()
         self.credentials = credentials
         self.master_id = str(uuid.uuid4())
         self._lock = threading.RLock()
@@ -232,6 +240,7 @@ class FakeMesosMaster:
         self._threads = [
             threading.Thread(target=self._server.serve_forever, name="fake-master-http", daemon=True),
             threading.Thread(target=self._clock, name="fake-master-clock", daemon=True),
+            threading.Thread(target=self._reap_loop, name="fake-master-reaper", daemon=True),
         ]
 
     # ---- life and test controls --------------------------------------------------------------
@@ -385,6 +394,7 @@ class FakeMesosMaster:
             if handler.headers.get("Mesos-Stream-Id") != subscription.stream_id:
                 return _reply(handler, 400, "The stream ID included in this request didn't match the stream ID currently associated with framework ID")
             problem = self._scheduler_call(framework, call)
+        self._start_launches()
         if problem:
             return _reply(handler, 400, problem)
         _reply(handler, 202, "")
@@ -492,7 +502,6 @@ class FakeMesosMaster:
                 offer = self._offers.pop(offer_id["value"], None)
                 if offer and offer.framework_id == framework.framework_id:
                     self._return_offer(framework, offer, offer.resources, decline.get("filters"))
-            self._allocate()
         elif kind == "REVIVE":
             framework.filters.clear()
             framework.suppressed = False
@@ -550,19 +559,27 @@ class FakeMesosMaster:
             remaining = _add(remaining, wanted, -1)
             agent.used = _add(agent.used, wanted)
             self.offer_to_launch.append(time.monotonic() - min(offer.sent_at for offer in valid))
-            self._launch(framework, task, info)
+            self._launches.append((framework, task, info))  # started once the lock is let go
         for offer in valid:
             agent_of_offer = self._agents[offer.agent_id]
             agent_of_offer.offered = _add(agent_of_offer.offered, offer.resources, -1)
         if agent is not None:
             self._filter(framework, agent.agent_id, accept.get("filters"), remaining)
-        self._allocate()
         return ""
 
     def _new_task(self, framework: _Framework, info: dict[str, Any], agent_id: str) -> _Task:
         task = _Task(info.get("task_id", {}).get("value", ""), framework.framework_id, agent_id, info.get("name", ""), parse_resources(info.get("resources", [])))
         framework.tasks[task.task_id] = task
         return task
+
+    def _start_launches(self) -> None:
+        """Start the tasks ACCEPT launched, outside the lock: forking takes a while."""
+        while True:
+            with self._lock:
+                if not self._launches:
+                    return
+                framework, task, info = self._launches.popleft()
+            self._launch(framework, task, info)
 
     def _launch(self, framework: _Framework, task: _Task, info: dict[str, Any]) -> None:
         command = info["command"]
@@ -576,27 +593,57 @@ class FakeMesosMaster:
         else:
             argv = [command["value"], *command.get("arguments", [])[1:]]
         self.launched.append(task.task_id)
-        try:
-            with open(sandbox / "stdout", "ab") as stdout, open(sandbox / "stderr", "ab") as stderr:
-                task.process = subprocess.Popen(argv, cwd=sandbox, env=environment, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True)
-        except OSError as error:
-            self._agent_update(task, "TASK_FAILED", "REASON_COMMAND_EXECUTOR_FAILED", f"Failed to launch container: {error}")
-            return
-        self._agent_update(task, "TASK_RUNNING", "", "")
-        limit = info.get("max_completion_time", {}).get("nanoseconds")
         grace_ns = info.get("kill_policy", {}).get("grace_period", {}).get("nanoseconds")
         if grace_ns is not None:
             task.kill_grace = grace_ns / 1e9
-        threading.Thread(target=self._wait, args=(task, limit / 1e9 if limit else None), daemon=True).start()
-
-    def _wait(self, task: _Task, limit: float | None) -> None:
-        assert task.process is not None
         try:
-            status = task.process.wait(timeout=limit)
-        except subprocess.TimeoutExpired:
-            task.timed_out = True
-            _signal_group(task.process, signal.SIGKILL)
-            status = task.process.wait()
+            with open(sandbox / "stdout", "ab") as stdout, open(sandbox / "stderr", "ab") as stderr:
+                process = subprocess.Popen(argv, cwd=sandbox, env=environment, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True)
+        except OSError as error:
+            with self._lock:
+                self._agent_update(task, "TASK_FAILED", "REASON_COMMAND_EXECUTOR_FAILED", f"Failed to launch container: {error}")
+            return
+        with self._lock:
+            task.process = process
+            self._agent_update(task, "TASK_RUNNING", "", "")
+            if task.kill_requested:  # killed while it was being started
+                threading.Thread(target=self._terminate, args=(process, task.kill_grace), daemon=True).start()
+        limit = info.get("max_completion_time", {}).get("nanoseconds")
+        deadline = time.monotonic() + limit / 1e9 if limit else None
+        self._watched[os.pidfd_open(process.pid)] = (task, deadline)
+        os.write(self._wake_writer, b"!")
+
+    def _reap_loop(self) -> None:
+        """One thread sees every task's process end (a pidfd each) and enforces max_completion_time."""
+        poller = select.poll()
+        poller.register(self._wake_reader, select.POLLIN)
+        registered: set[int] = set()
+        while not self._stopping.is_set():
+            watched = dict(self._watched)
+            for fd in watched.keys() - registered:
+                poller.register(fd, select.POLLIN)
+                registered.add(fd)
+            now = time.monotonic()
+            deadlines = [deadline for task, deadline in watched.values() if deadline is not None and not task.timed_out]
+            timeout = max(0.0, min(deadlines) - now) if deadlines else 0.2
+            for fd, _ in poller.poll(timeout * 1000):
+                if fd == self._wake_reader:
+                    os.read(fd, 4096)
+                    continue
+                task, _ = watched[fd]
+                poller.unregister(fd)
+                registered.discard(fd)
+                del self._watched[fd]
+                os.close(fd)
+                assert task.process is not None
+                self._ended(task, task.process.wait())
+            now = time.monotonic()
+            for task, deadline in watched.values():
+                if deadline is not None and now >= deadline and not task.timed_out and task.process is not None:
+                    task.timed_out = True
+                    _signal_group(task.process, signal.SIGKILL)
+
+    def _ended(self, task: _Task, status: int) -> None:
         with self._lock:
             if task.state in TERMINAL:  # removed with its agent
                 return
@@ -609,7 +656,6 @@ class FakeMesosMaster:
                 self._agent_update(task, "TASK_KILLED", "", message)
             else:
                 self._agent_update(task, "TASK_FINISHED" if status == 0 else "TASK_FAILED", "" if status == 0 else "REASON_COMMAND_EXECUTOR_FAILED", message)
-            self._allocate()
 
     def _kill(self, framework: _Framework, task_id: str) -> None:
         task = framework.tasks.get(task_id)
@@ -706,7 +752,9 @@ class FakeMesosMaster:
     # ---- offers (under the lock) -------------------------------------------------------------
 
     def _allocate(self) -> None:
-        now = time.monotonic()
+        """Offer what is free: every allocation_interval (a batch, as Mesos' allocator does), and
+        at once when a framework subscribes or revives or an agent comes back."""
+        now = self._allocated_at = time.monotonic()
         for framework in self._frameworks.values():
             if framework.subscription is None or framework.suppressed:
                 continue
@@ -777,9 +825,10 @@ class FakeMesosMaster:
                     timeout = float(framework.info.get("failover_timeout", 0))
                     if framework.disconnected_at is not None and now - framework.disconnected_at > timeout:
                         self._teardown(framework)
-                    elif any(until <= now for until, _ in framework.filters.values()):
+                    else:
                         framework.filters = {agent: kept for agent, kept in framework.filters.items() if kept[0] > now}
-                        self._allocate()
+                if now - self._allocated_at >= self.allocation_interval:
+                    self._allocate()
 
     def _all_tasks(self) -> Iterator[_Task]:
         for framework in list(self._frameworks.values()):
@@ -800,8 +849,6 @@ def _signal_group(process: subprocess.Popen[bytes], signal_number: int) -> None:
 
 
 def _peer_closed(handler: BaseHTTPRequestHandler) -> bool:
-    import select
-
     readable, _, _ = select.select([handler.connection], [], [], 0)
     if not readable:
         return False
