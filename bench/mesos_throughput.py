@@ -7,8 +7,9 @@ Each round starts the tests' own Mesos master (tests/mesos/fake_master.py, in th
 4 simulated agents of 1 core each, `batchgate serve mesos` in front of it, and a local backend
 with the same 4 cores; warms both; then measures, in alternating order, the time from the first
 issue (IssueJobs batches of 200) to the last update for `--jobs` trivial jobs of 0.1 cores.
-Offer-to-launch is the master's own measure: from an OFFERS event sent to the ACCEPT that
-launches on it. The master is Python and shares the 2 cores with the service and the jobs, so
+Offer-to-launch is the master's own measure, per task: from the OFFERS event it was launched on
+being made to the ACCEPT that launches it. The master allocates every 50 ms (Mesos'
+--allocation_interval, whose default is 1 s). The master is Python and shares the 2 cores with the service and the jobs, so
 its cost is in the Mesos figure: compare ratios, not rates.
 """
 
@@ -81,7 +82,7 @@ def main() -> None:
         f"  mesos backend, {budget}  {statistics.median(mesos_rates):7.0f} jobs/s  "
         f"{statistics.median(ratios):.2f}x local (rounds {min(ratios):.2f}-{max(ratios):.2f})"
     )
-    print(f"  offer -> launch (OFFERS sent -> its ACCEPT received): median {p50:.2f} ms, p99 {p99:.2f} ms ({len(waits)} launching offers)")
+    print(f"  offer -> launch (OFFERS sent -> its ACCEPT received): median {p50:.2f} ms, p99 {p99:.2f} ms ({len(waits)} tasks)")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from batchgate.driver import AcceleratorRequest, Driver, Ending, Job, JobEvents, Limits, SchedulingStatus, SubmittedJob, Verdict
-from batchgate.errors import InsufficientSystemResources, InvalidArgument
+from batchgate.errors import InsufficientSystemResources, InvalidArgument, UnknownNode
 from batchgate.v1 import batchgate_pb2 as pb
 
 from .api import MesosError, SchedulerConnection, master_url
@@ -239,12 +239,11 @@ class MesosDriver(Driver):
         self.connection.close()
         return ()  # tasks run on under Mesos; the next run re-subscribes and reconciles them
 
-    # ---- nodes an operator ignores -----------------------------------------------------------
+    # ---- nodes an operator ignores (running tasks finish) ------------------------------------
 
-    def ignore_node(self, name: str, ignored: bool) -> bool:
-        """Stop (or resume) launching on the agent with this hostname or id; running tasks
-        finish. Returns whether such an agent is known."""
-        known = any(name in (agent.hostname, agent.agent_id) for agent in self._known_agents(fresh=True))
+    def ignore_node(self, name: str, ignored: bool, backend: str = "") -> None:
+        """Decline offers from the agent with this hostname (or id) while it is ignored."""
+        self._agents_named(name)
         with self._lock:
             if ignored:
                 self._ignored.add(name)
@@ -253,16 +252,17 @@ class MesosDriver(Driver):
                 if self._filters_set and self.connection.connected.is_set():
                     self._filters_set = False
                     self.connection.send({"type": "REVIVE"})  # its offers were declined meanwhile
-        return known
 
-    def node_in_use(self, name: str) -> int | None:
-        """How many of our tasks run on the agent with this hostname or id (None: no such agent)."""
-        agents = [agent for agent in self._known_agents(fresh=True) if name in (agent.hostname, agent.agent_id)]
-        if not agents:
-            return None
-        ids = {agent.agent_id for agent in agents}
+    def node_in_use(self, name: str, backend: str = "") -> int:
+        ids = {agent.agent_id for agent in self._agents_named(name)}
         with self._lock:
             return sum(1 for task in self._tasks.values() if task.agent_id in ids)
+
+    def _agents_named(self, name: str) -> list[Agent]:
+        agents = [agent for agent in self._known_agents(fresh=True) if name in (agent.hostname, agent.agent_id)]
+        if not agents:
+            raise UnknownNode(self.name, name)
+        return agents
 
     def _is_ignored(self, hostname: str, agent_id: str) -> bool:
         return hostname in self._ignored or agent_id in self._ignored

@@ -230,12 +230,13 @@ class FakeMesosMaster:
         self._holding_acks: set[str] = set()
         # What happened, for the tests to read.
         self.launched: list[str] = []  # task ids, each time a task is launched
+        self.launched_on: dict[str, str] = {}  # task id -> agent id
         self.subscriptions: list[dict[str, Any]] = []  # framework_info of every SUBSCRIBE
         self.calls: collections.Counter[str] = collections.Counter()
         self.deliveries: collections.Counter[tuple[str, str]] = collections.Counter()  # (task, state) sent with a uuid
         self.reconciled: list[list[str]] = []  # task ids of each RECONCILE ([] for all)
         self.offer_to_launch: list[float] = []  # seconds from an offer's sending to its task's start
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._threads = [
             threading.Thread(target=self._server.serve_forever, name="fake-master-http", daemon=True),
@@ -268,10 +269,6 @@ class FakeMesosMaster:
 
     def agent_ids(self) -> list[str]:
         return list(self._agents)
-
-    def agent_of(self, task_id: str) -> str:
-        with self._lock:
-            return self._task(task_id).agent_id
 
     def running_task_ids(self) -> set[str]:
         with self._lock:
@@ -593,6 +590,7 @@ class FakeMesosMaster:
         else:
             argv = [command["value"], *command.get("arguments", [])[1:]]
         self.launched.append(task.task_id)
+        self.launched_on[task.task_id] = task.agent_id
         grace_ns = info.get("kill_policy", {}).get("grace_period", {}).get("nanoseconds")
         if grace_ns is not None:
             task.kill_grace = grace_ns / 1e9
@@ -839,6 +837,11 @@ class FakeMesosMaster:
             if task.task_id == task_id:
                 return task
         raise KeyError(task_id)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a scheduler hanging up (a restart, a test's kill -9) is no error here
 
 
 def _signal_group(process: subprocess.Popen[bytes], signal_number: int) -> None:

@@ -223,3 +223,55 @@ def test_basic_authentication_with_principal_and_secret(tmp_path: Path) -> None:
 def test_a_zookeeper_master_address_is_refused_clearly(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="ZooKeeper"):
         start_service("mesos", tmp_path / "service", "--mesos-master", "zk://10.0.0.1:2181/mesos")
+
+
+def test_an_ignored_node_gets_no_new_tasks_and_its_running_ones_finish(service: RunningService, master: FakeMesosMaster) -> None:
+    stub = service.stub()
+    (before,) = issue(service, spec("sleep 3", mesos=on_agent(0)))
+    wait_until(lambda: before in running(service), message="a job on agent-0")
+    assert stub.GetNodeInUse(pb.GetNodeInUseRequest(name="agent-0.test")).running_jobs == 1
+    assert not stub.GetNodeInUse(pb.GetNodeInUseRequest(name="agent-1.test")).in_use
+    stub.IgnoreNode(pb.IgnoreNodeRequest(name="agent-0.test"))
+    assert {node.name: node.state for node in stub.GetNodes(pb.GetNodesRequest()).nodes}["agent-0.test"] == "ignored"
+
+    pinned, anywhere = issue(service, spec("true", mesos=on_agent(0)), spec("true"))
+    others = issue(service, *[spec("true") for _ in range(11)])
+    updates = {update.job_id: update for update in collect_updates(stub, 13)}
+    assert pinned not in updates  # it may run on agent-0 alone, which is ignored
+    assert before in updates and updates[before].exit_reason == pb.EXIT_REASON_FINISHED  # the running one finished
+    agent_0 = master.agent_ids()[0]
+    assert agent_0 not in {master.launched_on[updates[job].backing_id] for job in [anywhere, *others]}
+    assert [task for task, agent in master.launched_on.items() if agent == agent_0] == [updates[before].backing_id]
+
+    stub.IgnoreNode(pb.IgnoreNodeRequest(name="agent-0.test", unignore=True))
+    (update,) = collect_updates(stub, 1, after=max(u.sequence for u in updates.values()))
+    assert update.job_id == pinned
+
+
+def test_ignoring_an_unknown_node_is_not_found(service: RunningService) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        service.stub().IgnoreNode(pb.IgnoreNodeRequest(name="no-such-agent"))
+    assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+def test_node_calls_through_a_gateway_reach_the_backend_with_the_node(service: RunningService, tmp_path: Path) -> None:
+    local = start_service("local", tmp_path / "local", "--cores", "1")
+    gateway = start_service("gateway", tmp_path / "gateway", "--backends", f"local={local.address},mesos={service.address}")
+    try:
+        with pytest.raises(grpc.RpcError) as caught:  # what backends that cannot steer jobs answer
+            local.stub().IgnoreNode(pb.IgnoreNodeRequest(name="localhost"))
+        assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED
+        stub = gateway.stub()
+        stub.IgnoreNode(pb.IgnoreNodeRequest(name="agent-2.test"))  # local says UNIMPLEMENTED, mesos has it
+        nodes = {node.name: node for node in service.stub().GetNodes(pb.GetNodesRequest()).nodes}
+        assert nodes["agent-2.test"].state == "ignored"
+        assert not stub.GetNodeInUse(pb.GetNodeInUseRequest(name="agent-2.test", backend="mesos")).in_use
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.IgnoreNode(pb.IgnoreNodeRequest(name="no-such-agent"))
+        assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.GetNodeInUse(pb.GetNodeInUseRequest(name="agent-2.test", backend="local"))
+        assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        gateway.kill()
+        local.kill()
