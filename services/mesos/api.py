@@ -176,6 +176,8 @@ class SchedulerConnection:
             except (urllib3.exceptions.HTTPError, OSError, MesosError, ValueError) as error:
                 if not self._stopping.is_set():
                     log.warning("mesos subscription ended: %s", error)
+            except Exception:  # a bug handling an event must not end the subscription for good
+                log.exception("handling the mesos event stream failed; subscribing again")
             finally:
                 was_connected = self.connected.is_set()
                 self.connected.clear()
@@ -205,7 +207,8 @@ class SchedulerConnection:
                     backoff.reset()
                 elif event.get("type") == "ERROR":
                     # The document: abort on ERROR, and subscribe again as need be.
-                    raise MesosError(f"the master sent ERROR: {event.get('error', {}).get('message', event)}")
+                    error = event.get("error", {}).get("message") or event.get("message") or event
+                    raise MesosError(f"the master sent ERROR: {error}")
                 self.on_event(event)
         finally:
             response.close()

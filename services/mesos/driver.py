@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from batchgate.driver import AcceleratorRequest, Driver, Ending, Job, JobEvents, Limits, SchedulingStatus, SubmittedJob, Verdict
-from batchgate.errors import InsufficientSystemResources, InvalidArgument, UnknownNode
+from batchgate.errors import InsufficientSystemResources, InvalidArgument, SchedulerError, UnknownNode
 from batchgate.v1 import batchgate_pb2 as pb
 
 from .api import MesosError, SchedulerConnection, master_url
@@ -181,7 +181,8 @@ class MesosDriver(Driver):
                     if dead.wait(max(0.0, resend_at - time.monotonic())):
                         del dying[task_id]
                 if dying and time.monotonic() >= deadline:
-                    raise MesosError(f"mesos did not confirm the kill of task(s) {sorted(dying)} within {self.settings.kill_timeout:g} s")
+                    # Kept by the kit, and made again after a restart.
+                    raise SchedulerError(self.name, f"mesos did not confirm the kill of task(s) {sorted(dying)} within {self.settings.kill_timeout:g} s")
         finally:
             with self._lock:
                 for task_id in [task_id for task_id, event in self._kill_waiters.items() if event.is_set() or task_id in dying]:
@@ -475,8 +476,10 @@ class MesosDriver(Driver):
                 self._known_agents(fresh=True)
 
     def _known_agents(self, fresh: bool = False) -> list[Agent]:
-        """Agents from the operator API's GET_AGENTS, at most AGENTS_REFRESH seconds old."""
-        if fresh or self._agents is None or time.monotonic() - self._agents_at >= AGENTS_REFRESH:
+        """Agents from the operator API's GET_AGENTS: fetched on the first call and when asked
+        `fresh`; the timer thread refreshes them every AGENTS_REFRESH seconds, so an IssueJob
+        never waits on the master."""
+        if fresh or self._agents is None:
             self._agents_at = time.monotonic()
             try:
                 answer = self.connection.operator({"type": "GET_AGENTS"})

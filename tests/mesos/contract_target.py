@@ -30,7 +30,7 @@ def mesos_target(tmp_path: Path) -> Iterator[Target]:
             start_mesos_service(tmp_path / "mesos", master),
             max_cores=MAX_CORES,
             max_memory=MAX_MEMORY,
-            checks_working_directory=False,  # the task's shell reports the missing directory: FAILED
+            checks_working_directory=False,  # FAILED from the task's shell: tests/mesos/test_mesos.py
         )
         try:
             yield target

@@ -275,3 +275,10 @@ def test_node_calls_through_a_gateway_reach_the_backend_with_the_node(service: R
     finally:
         gateway.kill()
         local.kill()
+
+
+def test_a_missing_working_directory_fails_the_command(service: RunningService, tmp_path: Path) -> None:
+    # Mesos runs a task in its sandbox; the task's shell enters the directory first, and fails.
+    (job,) = issue(service, spec("true", working_directory=str(tmp_path / "missing")))
+    (update,) = collect_updates(service.stub(), 1)
+    assert (update.job_id, update.exit_reason, update.exit_status) == (job, pb.EXIT_REASON_FAILED, 2)
