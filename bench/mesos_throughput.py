@@ -75,11 +75,12 @@ def main() -> None:
     waits = sorted(wait for _, _, latencies in rounds for wait in latencies)
     p50, p99 = statistics.median(waits) * 1000, waits[max(0, int(len(waits) * 0.99) - 1)] * 1000
 
-    budget = f"{AGENTS} simulated agents of {CORES_PER_AGENT} core"
+    local_label = f"local backend, {AGENTS * CORES_PER_AGENT} cores"
+    mesos_label = f"mesos backend, {AGENTS} agents x {CORES_PER_AGENT} core"
     print(f"mesos backend: {args.jobs} trivial jobs ('true', 0.1 cores) x {args.rounds} rounds, first issue -> last update, {os.cpu_count()} cores")
-    print(f"  local backend, {AGENTS * CORES_PER_AGENT} cores        {statistics.median(local_rates):7.0f} jobs/s")
+    print(f"  {local_label:34} {statistics.median(local_rates):6.0f} jobs/s")
     print(
-        f"  mesos backend, {budget}  {statistics.median(mesos_rates):7.0f} jobs/s  "
+        f"  {mesos_label:34} {statistics.median(mesos_rates):6.0f} jobs/s  "
         f"{statistics.median(ratios):.2f}x local (rounds {min(ratios):.2f}-{max(ratios):.2f})"
     )
     print(f"  offer -> launch (OFFERS sent -> its ACCEPT received): median {p50:.2f} ms, p99 {p99:.2f} ms ({len(waits)} tasks)")
