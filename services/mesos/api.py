@@ -34,7 +34,9 @@ ACK_SENDERS = 4
 
 
 class MesosError(Exception):
-    pass
+    def __init__(self, message: str, *, unheard: bool = False) -> None:
+        super().__init__(message)
+        self.unheard = unheard  # the master surely did not act on the call
 
 
 def master_url(address: str) -> str:
@@ -48,6 +50,11 @@ def master_url(address: str) -> str:
     if not address.startswith(("http://", "https://")):
         raise ValueError(f"{address!r}: expected host:port or an http(s):// URL")
     return address.rstrip("/")
+
+
+def error_message(event: Event) -> str:
+    """An ERROR event's message (scheduler.proto: error.message)."""
+    return str(event.get("error", {}).get("message") or event.get("message") or event)
 
 
 def records(chunks: Any) -> Any:
@@ -76,6 +83,7 @@ class SchedulerConnection:
         subscribe_body: Callable[[], Call],
         on_event: Callable[[Event], None],
         on_disconnect: Callable[[], None],
+        on_unheard: Callable[[Call], None],
         *,
         auth: tuple[str, str] | None = None,
     ) -> None:
@@ -83,6 +91,7 @@ class SchedulerConnection:
         self.subscribe_body = subscribe_body
         self.on_event = on_event
         self.on_disconnect = on_disconnect
+        self.on_unheard = on_unheard  # a call the master surely did not act on
         self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if auth is not None:
             self.headers.update(urllib3.util.make_headers(basic_auth=f"{auth[0]}:{auth[1]}"))
@@ -130,11 +139,12 @@ class SchedulerConnection:
     def post(self, call: Call) -> None:
         """Send a call now, in this thread. Raises MesosError."""
         if not self.connected.is_set():
-            raise MesosError("not subscribed to the Mesos master")
+            raise MesosError(f"{call['type']}: not subscribed to the Mesos master", unheard=True)
         call = {**call, "framework_id": {"value": self.framework_id}}
         response = self._request("/api/v1/scheduler", call, {"Mesos-Stream-Id": self.stream_id})
         if response.status != 202:
-            raise MesosError(f"{call['type']}: the master answered {response.status} {response.data.decode(errors='replace').strip()}")
+            text = response.data.decode(errors="replace").strip()
+            raise MesosError(f"{call['type']}: the master answered {response.status} {text}", unheard=400 <= response.status < 500)
 
     def _request(self, path: str, call: Call, headers: dict[str, str] | None = None, **options: Any) -> urllib3.BaseHTTPResponse:
         try:
@@ -146,6 +156,8 @@ class SchedulerConnection:
                 timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=options.pop("read_timeout", CALL_TIMEOUT)),
                 **options,
             )
+        except urllib3.exceptions.NewConnectionError as error:
+            raise MesosError(f"{call['type']}: {error}", unheard=True) from error
         except urllib3.exceptions.HTTPError as error:
             raise MesosError(f"{call['type']}: {error}") from error
 
@@ -157,6 +169,8 @@ class SchedulerConnection:
                 # A call lost with a broken subscription: what it was for is found again by the
                 # reconciliation after the next SUBSCRIBED (and a status update is resent).
                 log.warning("mesos call failed: %s", error)
+                if error.unheard:
+                    self.on_unheard(call)
 
     def operator(self, call: Call) -> dict[str, Any]:
         """An operator API call (e.g. GET_AGENTS) and its answer. Raises MesosError."""
@@ -205,11 +219,10 @@ class SchedulerConnection:
                     self.stream_id = stream_id
                     self.connected.set()
                     backoff.reset()
-                elif event.get("type") == "ERROR":
-                    # The document: abort on ERROR, and subscribe again as need be.
-                    error = event.get("error", {}).get("message") or event.get("message") or event
-                    raise MesosError(f"the master sent ERROR: {error}")
                 self.on_event(event)
+                if event.get("type") == "ERROR":
+                    # The document: abort on ERROR, and subscribe again as need be.
+                    raise MesosError(f"the master sent ERROR: {error_message(event)}")
         finally:
             response.close()
         if not self._stopping.is_set():

@@ -34,7 +34,7 @@ from batchgate.driver import AcceleratorRequest, Driver, Ending, Job, JobEvents,
 from batchgate.errors import InsufficientSystemResources, InvalidArgument, SchedulerError, UnknownNode
 from batchgate.v1 import batchgate_pb2 as pb
 
-from .api import MesosError, SchedulerConnection, master_url
+from .api import MesosError, SchedulerConnection, error_message, master_url
 from .tasks import MIB, TERMINAL, Agent, Amounts, attributes_of, ending_of, job_attributes, job_role, task_info, wants_placement
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,9 @@ log = logging.getLogger(__name__)
 ENDS_CHECKPOINT = "mesos.ends"  # the count of terminal updates reported; acknowledged up to the committed one
 AGENTS_REFRESH = 2.0
 UNREACHABLE_RECONCILE = 1.0
+RECONCILE_ALL = 60.0  # an implicit reconciliation now and then, as Mesos advises: finds orphans
 KILL_RESEND = 2.0
+MAX_LAUNCH_ATTEMPTS = 3  # a job whose launch Mesos drops more often than this is reported LOST
 
 
 @dataclass
@@ -88,12 +90,15 @@ class MesosDriver(Driver):
         self._agents_at = 0.0
         self._filters_set = False  # DECLINEd or refused since the last REVIVE
         self._started = False
+        self._launch_attempts: dict[int, int] = {}  # by job id, for jobs launched again
         self._ends_reported = 0
         self._acks_waiting: collections.deque[tuple[int, dict[str, Any]]] = collections.deque()
         self._acks_ready = threading.Condition()
         self._stopping = threading.Event()
         auth = (settings.principal, settings.secret) if settings.principal else None
-        self.connection = SchedulerConnection(master_url(settings.master), self._subscribe_body, self._on_event, self._on_disconnect, auth=auth)
+        self.connection = SchedulerConnection(
+            master_url(settings.master), self._subscribe_body, self._on_event, self._on_disconnect, self._on_unheard, auth=auth
+        )
 
     # ---- Driver ------------------------------------------------------------------------------
 
@@ -298,6 +303,30 @@ class MesosDriver(Driver):
     def _on_disconnect(self) -> None:
         log.warning("lost the mesos subscription; subscribing again")
 
+    def _on_unheard(self, call: dict[str, Any]) -> None:
+        """An ACCEPT the master never acted on: its jobs wait for another offer."""
+        if call.get("type") != "ACCEPT":
+            return  # other calls are made again: KILL, by kill(); the rest after SUBSCRIBED
+        with self._lock:
+            for operation in call["accept"].get("operations", []):
+                for info in operation.get("launch", {}).get("task_infos", []):
+                    self._relaunch(info["task_id"]["value"])
+
+    def _relaunch(self, task_id: str) -> bool:
+        """Put a task's job back to wait for an offer, if it has never run (lock held)."""
+        job_id = self._job_id_of(task_id)
+        task = self._tasks.get(job_id) if job_id is not None else None
+        if task is None or task.task_id != task_id or task.running_since is not None:
+            return False
+        self._launch_attempts[task.job.job_id] = self._launch_attempts.get(task.job.job_id, 0) + 1
+        if self._launch_attempts[task.job.job_id] > MAX_LAUNCH_ATTEMPTS:
+            return False
+        del self._tasks[task.job.job_id]
+        self._waiting = {task.job.job_id: task.job, **self._waiting}
+        self._filters_set = False
+        self.connection.send({"type": "REVIVE"})
+        return True
+
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "SUBSCRIBED":
@@ -310,13 +339,22 @@ class MesosDriver(Driver):
             log.warning("mesos reports a failure: %s", event.get("failure"))
         elif kind == "RESCIND":
             pass  # offers are answered as they come; a rescinded one was already answered
+        elif kind == "ERROR" and "removed" in error_message(event):
+            # Mesos ended the framework (it was away past its failover timeout, or torn down): it
+            # never comes back. Subscribe as a new one; reconciliation then finds its tasks gone.
+            log.error("mesos removed framework %s; subscribing as a new framework", self._load_framework_id())
+            self.framework_id_path.unlink(missing_ok=True)
 
     def _subscribed(self, framework_id: str) -> None:
         if framework_id != self._load_framework_id():
             _write_atomically(self.framework_id_path, framework_id)
         log.info("subscribed to mesos as framework %s", framework_id)
         with self._lock:
-            self._reconcile([(task.task_id, task.agent_id) for task in self._tasks.values()] + list(self._given_up.items()))
+            # By id: tasks of an earlier run, and those seen running. (A task launched but not yet
+            # seen running may have its ACCEPT still on the way; the implicit reconciliation
+            # below answers for it if Mesos has it.)
+            known = [(task.task_id, task.agent_id) for task in self._tasks.values() if task.adopted or task.running_since is not None]
+            self._reconcile(known + list(self._given_up.items()))
             self.connection.send({"type": "RECONCILE", "reconcile": {"tasks": []}})  # every task Mesos has of ours: orphans
             self._filters_set = False
             self.connection.send({"type": "REVIVE"})
@@ -407,16 +445,17 @@ class MesosDriver(Driver):
         if state in TERMINAL:
             if status.get("reason") == "REASON_RECONCILIATION" and state in ("TASK_FAILED", "TASK_KILLED"):
                 return False  # the master's answer lacks the command's exit status; the agent resends its own update
+            if state == "TASK_DROPPED" and self._relaunch(task.task_id):
+                return False  # never started, "attempting to launch the task again may be successful"
             del self._tasks[job_id]
             wall_time = status["timestamp"] - task.running_since if task.running_since and status.get("timestamp") else None
             self._report_end(job_id, ending_of(status, wall_time, task.job))
             return True
         if state == "TASK_UNKNOWN":
-            if task.adopted and task.running_since is None:
-                del self._tasks[job_id]  # Mesos never had it: launched now, for the first time
-                self._waiting = {job_id: task.job, **self._waiting}
-                self.connection.send({"type": "REVIVE"})
-            else:
+            # An earlier run's task Mesos never had (its ACCEPT lost with the crash, or never
+            # made): launched now, for the first time. (One of this run's may have its ACCEPT
+            # still on the way: not relaunched on this answer.)
+            if not (task.adopted and self._relaunch(task.task_id)):
                 del self._tasks[job_id]
                 self._report_end(job_id, Ending(Verdict.VANISHED, message=f"mesos no longer knows task {task.task_id}"))
                 return True
@@ -455,9 +494,12 @@ class MesosDriver(Driver):
     # ---- time --------------------------------------------------------------------------------
 
     def _timer_loop(self) -> None:
-        last_reconcile = 0.0
+        last_reconcile = last_reconcile_all = time.monotonic()
         while not self._stopping.wait(0.2):
             now = time.monotonic()
+            if now - last_reconcile_all >= RECONCILE_ALL and self.connection.connected.is_set():
+                last_reconcile_all = now
+                self.connection.send({"type": "RECONCILE", "reconcile": {"tasks": []}})
             with self._lock:
                 unreachable = [task for task in self._tasks.values() if task.unreachable_since is not None]
                 for task in unreachable:

@@ -44,6 +44,7 @@ happened (launches, subscriptions, deliveries, offer-to-launch latencies).
 from __future__ import annotations
 
 import base64
+import contextlib
 import collections
 import itertools
 import json
@@ -226,6 +227,7 @@ class FakeMesosMaster:
         self._agents = {f"{self.master_id}-S{index}": _Agent(f"{self.master_id}-S{index}", spec) for index, spec in enumerate(agents)}
         self._frameworks: dict[str, _Framework] = {}
         self._offers: dict[str, _Offer] = {}
+        self._removed: set[str] = set()  # framework ids torn down
         self._stopping = threading.Event()
         self._holding_acks: set[str] = set()
         # What happened, for the tests to read.
@@ -423,6 +425,11 @@ class FakeMesosMaster:
         self.subscriptions.append(info)
         with self._lock:
             framework_id = info.get("id", {}).get("value") or f"{self.master_id}-{next(self._ids):04d}"
+            if framework_id in self._removed:  # past its failover timeout, or torn down: for good
+                subscription = _Subscription(framework_id, self.heartbeat_interval)
+                subscription.send({"type": "ERROR", "error": {"message": "Framework has been removed"}})
+                subscription.close()
+                return self._stream_to(handler, subscription)
             framework = self._frameworks.get(framework_id)
             if framework is None:
                 framework = self._frameworks[framework_id] = _Framework(framework_id, info)
@@ -446,13 +453,8 @@ class FakeMesosMaster:
             for task in framework.tasks.values():
                 task.last_sent = 0.0  # pending updates go out on the new stream
             self._allocate()
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Transfer-Encoding", "chunked")
-        handler.send_header("Mesos-Stream-Id", subscription.stream_id)
-        handler.end_headers()
         try:
-            self._write_stream(handler, subscription)
+            self._stream_to(handler, subscription)
         finally:
             with self._lock:
                 if framework.subscription is subscription:
@@ -462,7 +464,12 @@ class FakeMesosMaster:
             subscription.close()
             handler.close_connection = True
 
-    def _write_stream(self, handler: BaseHTTPRequestHandler, subscription: _Subscription) -> None:
+    def _stream_to(self, handler: BaseHTTPRequestHandler, subscription: _Subscription) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.send_header("Mesos-Stream-Id", subscription.stream_id)
+        handler.end_headers()
         last_write = time.monotonic()
         while not self._stopping.is_set():
             try:
@@ -470,6 +477,9 @@ class FakeMesosMaster:
             except queue.Empty:
                 record = b""
             if record is None:
+                handler.close_connection = True
+                with contextlib.suppress(OSError):
+                    handler.wfile.write(b"0\r\n\r\n")  # the end of the chunked body
                 return
             if subscription.silent.is_set():
                 if _peer_closed(handler):
@@ -709,6 +719,7 @@ class FakeMesosMaster:
         if framework.subscription:
             framework.subscription.close()
         del self._frameworks[framework.framework_id]
+        self._removed.add(framework.framework_id)
 
     # ---- status updates (under the lock) -----------------------------------------------------
 

@@ -282,3 +282,23 @@ def test_a_missing_working_directory_fails_the_command(service: RunningService, 
     (job,) = issue(service, spec("true", working_directory=str(tmp_path / "missing")))
     (update,) = collect_updates(service.stub(), 1)
     assert (update.job_id, update.exit_reason, update.exit_status) == (job, pb.EXIT_REASON_FAILED, 2)
+
+
+def test_a_framework_removed_past_its_failover_timeout_starts_anew(tmp_path: Path, master: FakeMesosMaster) -> None:
+    service = start_mesos_service(tmp_path / "service", master, "--mesos-failover-timeout", "1")
+    try:
+        (ran,) = issue(service, spec("sleep 300", cores=2, mesos=on_agent(0)))
+        wait_until(lambda: ran in running(service), message="the job to run")
+        (waited,) = issue(service, spec("true", cores=2, mesos=on_agent(0)))  # no room: never launched
+        old_framework = master.connected_framework_ids()[0]
+        service.kill()
+        wait_until(lambda: not master.connected_framework_ids() and not master.running_task_ids(), message="the teardown")
+
+        service = service.restart()
+        updates = {update.job_id: update for update in collect_updates(service.stub(), 2)}
+        assert updates[ran].exit_reason == pb.EXIT_REASON_MISSING  # killed with its framework
+        assert updates[waited].exit_reason == pb.EXIT_REASON_FINISHED  # launched, for the first time
+        assert master.subscriptions[-2]["id"] == {"value": old_framework}  # refused: "Framework has been removed"
+        assert "id" not in master.subscriptions[-1] and master.connected_framework_ids() != [old_framework]
+    finally:
+        service.kill()
