@@ -527,7 +527,9 @@ class MesosDriver(Driver):
                 answer = self.connection.operator({"type": "GET_AGENTS"})
             except MesosError as error:
                 log.warning("could not list mesos agents: %s", error)
-                return self._agents or []
+                if self._agents is None:
+                    self._agents = []  # none known: jobs are taken and wait; the timer asks again
+                return self._agents
             agents = []
             for item in answer.get("get_agents", {}).get("agents", []):
                 info = item["agent_info"]

@@ -143,7 +143,6 @@ class _Task:
     # The agent's status update stream for this task: sent in order, each until acknowledged.
     pending: collections.deque[dict[str, Any]] = field(default_factory=collections.deque)
     last_sent: float = 0.0
-    reason_message: tuple[str, str] = ("", "")
 
 
 @dataclass
