@@ -166,7 +166,7 @@ def test_missed_heartbeats_make_it_subscribe_again(service: RunningService, mast
 def test_a_task_killed_by_someone_else_is_killed_and_our_kills_are_silent(service: RunningService, master: FakeMesosMaster) -> None:
     theirs, ours = issue(service, spec("sleep 300"), spec("sleep 300"))
     wait_until(lambda: {theirs, ours} <= running(service), message="both running")
-    by_job = {job_id: task for job_id, task in zip((theirs, ours), master.launched, strict=True)}
+    by_job = {job_id: task for job_id in (theirs, ours) for task in master.launched if task.endswith(f"-{job_id}")}  # batchgate-<instance>-<job>
     master.kill_task(by_job[theirs])
     (update,) = collect_updates(service.stub(), 1)
     assert (update.job_id, update.exit_reason) == (theirs, pb.EXIT_REASON_KILLED)
@@ -302,3 +302,20 @@ def test_a_framework_removed_past_its_failover_timeout_starts_anew(tmp_path: Pat
         assert "id" not in master.subscriptions[-1] and master.connected_framework_ids() != [old_framework]
     finally:
         service.kill()
+
+
+def test_gpus_are_offered_asked_for_and_limited(tmp_path: Path) -> None:
+    agents = [AgentSpec("gpu.test", cpus=2, mem=2048, disk=10240, gpus=2), AgentSpec("cpu.test", cpus=2, mem=2048, disk=10240)]
+    master = start_master(tmp_path / "mesos", agents)
+    service = start_mesos_service(tmp_path / "service", master)
+    try:
+        (capacity,) = service.stub().GetCapabilities(pb.GetCapabilitiesRequest()).accelerators
+        assert (capacity.accelerator.kind, capacity.accelerator.count) == ("gpu", 2)
+        too_many = refusal(service, spec("true", accelerators=[pb.Accelerator(count=3, kind="gpu")]))
+        assert isinstance(too_many, InsufficientSystemResources) and too_many.resource == "accelerators"
+        (job,) = issue(service, spec("true", accelerators=[pb.Accelerator(count=2, kind="gpu")]))
+        (update,) = collect_updates(service.stub(), 1)
+        assert update.job_id == job and master.launched_on[update.backing_id] == master.agent_ids()[0]
+    finally:
+        service.kill()
+        master.stop()
