@@ -77,7 +77,8 @@ def main() -> None:
 
     local_label = f"local backend, {AGENTS * CORES_PER_AGENT} cores"
     mesos_label = f"mesos backend, {AGENTS} agents x {CORES_PER_AGENT} core"
-    print(f"mesos backend: {args.jobs} trivial jobs ('true', 0.1 cores) x {args.rounds} rounds, first issue -> last update, {os.cpu_count()} cores")
+    jobs = f"{args.jobs} trivial jobs ('true', 0.1 cores) x {args.rounds} rounds"
+    print(f"mesos backend: {jobs}, first issue -> last update, {os.cpu_count()} cores")
     print(f"  {local_label:34} {statistics.median(local_rates):6.0f} jobs/s")
     print(
         f"  {mesos_label:34} {statistics.median(mesos_rates):6.0f} jobs/s  "

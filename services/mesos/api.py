@@ -2,9 +2,10 @@
 read the RecordIO event stream, send calls with the stream's `Mesos-Stream-Id`, re-subscribe
 when the stream breaks or its heartbeats stop, and read agents from the operator API.
 
-Calls go out from sender threads, one lane per agent (hashed): calls about one agent keep their
-order (a KILL never overtakes the ACCEPT that launched its task), calls about different agents
-go out side by side; ACKNOWLEDGEs, whose order does not matter, from threads of their own. See Mesos' docs/scheduler-http-api.md for the protocol.
+Calls go out from sender threads, one lane per agent (hashed): calls about one agent keep
+their order (a KILL never overtakes the ACCEPT that launched its task), calls about different
+agents go out side by side; ACKNOWLEDGEs, whose order does not matter, from threads of their
+own. See Mesos' docs/scheduler-http-api.md for the protocol.
 """
 
 from __future__ import annotations
@@ -109,8 +110,14 @@ class SchedulerConnection:
         self._threads = [
             threading.Thread(target=self._subscribe_loop, name="mesos-subscriber", daemon=True),
             threading.Thread(target=self._watch_heartbeats, name="mesos-heartbeats", daemon=True),
-            *(threading.Thread(target=self._send_loop, args=(lane,), name=f"mesos-calls-{n}", daemon=True) for n, lane in enumerate(self._lanes)),
-            *(threading.Thread(target=self._send_loop, args=(self._acks,), name=f"mesos-acks-{n}", daemon=True) for n in range(ACK_SENDERS)),
+            *(
+                threading.Thread(target=self._send_loop, args=(lane,), name=f"mesos-calls-{n}", daemon=True)
+                for n, lane in enumerate(self._lanes)
+            ),
+            *(
+                threading.Thread(target=self._send_loop, args=(self._acks,), name=f"mesos-acks-{n}", daemon=True)
+                for n in range(ACK_SENDERS)
+            ),
         ]
 
     def start(self) -> None:
@@ -233,6 +240,8 @@ class SchedulerConnection:
             stream = self._stream
             silent_for = time.monotonic() - self._last_event
             if stream is not None and silent_for > MISSED_HEARTBEATS * self._heartbeat:
-                log.warning("no event from the mesos master for %.1f s (heartbeats every %g s): subscribing again", silent_for, self._heartbeat)
+                log.warning(
+                    "no event from the mesos master for %.1f s (heartbeats every %g s): subscribing again", silent_for, self._heartbeat
+                )
                 self._last_event = time.monotonic()
                 stream.shutdown()  # the subscriber's read fails, and it subscribes again

@@ -130,7 +130,9 @@ class MesosDriver(Driver):
         placed = [agent for agent in agents if wants_placement(job, agent.attributes)]
         if not placed:
             wanted = ", ".join(f"{name}={value}" for name, value in job_attributes(job).items())
-            raise InsufficientSystemResources("attributes", 1, 0, self.name, details=f"no agent of backend {self.name!r} has the attributes {wanted}")
+            raise InsufficientSystemResources(
+                "attributes", 1, 0, self.name, details=f"no agent of backend {self.name!r} has the attributes {wanted}"
+            )
         need = Amounts.of_job(job)
         if any(need.fits(agent.total) for agent in placed):
             return
@@ -138,7 +140,11 @@ class MesosDriver(Driver):
         largest = max(placed, key=lambda agent: (agent.total.cpus, agent.total.mem))
         resource, asked, had = need.shortfall(largest.total) or ("cores", need.cpus, largest.total.cpus)
         raise InsufficientSystemResources(
-            resource, asked, had, self.name, details=f"no single agent of backend {self.name!r} has room for the whole job ({resource} on the largest: {had:g} of {asked:g})"
+            resource,
+            asked,
+            had,
+            self.name,
+            details=f"no single agent of {self.name!r} has room for the whole job ({resource} on the largest: {had:g} of {asked:g})",
         )
 
     def submit(self, jobs: Sequence[Job]) -> Sequence[str]:
@@ -187,7 +193,9 @@ class MesosDriver(Driver):
                         del dying[task_id]
                 if dying and time.monotonic() >= deadline:
                     # Kept by the kit, and made again after a restart.
-                    raise SchedulerError(self.name, f"mesos did not confirm the kill of task(s) {sorted(dying)} within {self.settings.kill_timeout:g} s")
+                    raise SchedulerError(
+                        self.name, f"mesos did not confirm the kill of task(s) {sorted(dying)} within {self.settings.kill_timeout:g} s"
+                    )
         finally:
             with self._lock:
                 for task_id in [task_id for task_id, event in self._kill_waiters.items() if event.is_set() or task_id in dying]:
@@ -200,7 +208,9 @@ class MesosDriver(Driver):
             running = len(self._tasks)
         if not waiting:
             return SchedulingStatus(f"{running} task(s) running in mesos, none waiting")
-        never = sum(1 for job in waiting if not any(Amounts.of_job(job).fits(a.total) and wants_placement(job, a.attributes) for a in agents))
+        never = sum(
+            1 for job in waiting if not any(Amounts.of_job(job).fits(a.total) and wants_placement(job, a.attributes) for a in agents)
+        )
         message = f"{running} task(s) running in mesos; {len(waiting)} job(s) waiting for offers"
         if never:
             message += f" ({never} fit no agent that is not ignored)"
@@ -362,7 +372,9 @@ class MesosDriver(Driver):
     def _reconcile(self, tasks: list[tuple[str, str]]) -> None:
         """Ask for the latest state of tasks (task id, agent id if known)."""
         if tasks:
-            items = [{"task_id": {"value": task_id}, **({"agent_id": {"value": agent_id}} if agent_id else {})} for task_id, agent_id in tasks]
+            items = [
+                {"task_id": {"value": task_id}, **({"agent_id": {"value": agent_id}} if agent_id else {})} for task_id, agent_id in tasks
+            ]
             self.connection.send({"type": "RECONCILE", "reconcile": {"tasks": items}})
 
     # ---- offers ------------------------------------------------------------------------------
@@ -424,13 +436,18 @@ class MesosDriver(Driver):
                 elif state != "TASK_UNREACHABLE":
                     log.info("killing mesos task %s, which no live job owns", task_id)
                     agent = status.get("agent_id", {})
-                    self.connection.send({"type": "KILL", "kill": {"task_id": {"value": task_id}, "agent_id": agent}}, agent.get("value", ""))
+                    self.connection.send(
+                        {"type": "KILL", "kill": {"task_id": {"value": task_id}, "agent_id": agent}}, agent.get("value", "")
+                    )
             else:
                 if status.get("agent_id"):
                     task.agent_id = status["agent_id"]["value"]
                 durable = self._follow(task, status)
         if update_uuid:
-            acknowledge = {"type": "ACKNOWLEDGE", "acknowledge": {"agent_id": status.get("agent_id", {}), "task_id": {"value": task_id}, "uuid": update_uuid}}
+            acknowledge = {
+                "type": "ACKNOWLEDGE",
+                "acknowledge": {"agent_id": status.get("agent_id", {}), "task_id": {"value": task_id}, "uuid": update_uuid},
+            }
             if durable:
                 with self._acks_ready:
                     self._acks_waiting.append((self._ends_reported, acknowledge))
@@ -506,7 +523,10 @@ class MesosDriver(Driver):
                     if now - task.unreachable_since >= self.settings.unreachable_timeout:  # type: ignore[operator]
                         del self._tasks[task.job.job_id]
                         self._given_up[task.task_id] = task.agent_id
-                        status = {"state": "TASK_UNREACHABLE", "message": f"agent {task.agent_id} unreachable for {self.settings.unreachable_timeout:g} s"}
+                        status = {
+                            "state": "TASK_UNREACHABLE",
+                            "message": f"agent {task.agent_id} unreachable for {self.settings.unreachable_timeout:g} s",
+                        }
                         self._report_end(task.job.job_id, ending_of(status, None, task.job))
                 # Mesos does not say when a partitioned agent is back: ask, for the tasks waited
                 # for and those given up (to kill them if they run again).

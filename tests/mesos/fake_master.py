@@ -44,8 +44,8 @@ happened (launches, subscriptions, deliveries, offer-to-launch latencies).
 from __future__ import annotations
 
 import base64
-import contextlib
 import collections
+import contextlib
 import itertools
 import json
 import os
@@ -273,7 +273,9 @@ class FakeMesosMaster:
 
     def running_task_ids(self) -> set[str]:
         with self._lock:
-            return {task.task_id for framework in self._frameworks.values() for task in framework.tasks.values() if task.state == "TASK_RUNNING"}
+            return {
+                task.task_id for framework in self._frameworks.values() for task in framework.tasks.values() if task.state == "TASK_RUNNING"
+            }
 
     def tasks_on(self, agent_id: str) -> set[str]:
         with self._lock:
@@ -343,7 +345,9 @@ class FakeMesosMaster:
 
     def connected_framework_ids(self) -> list[str]:
         with self._lock:
-            return [fid for fid, framework in self._frameworks.items() if framework.subscription and not framework.subscription.closed.is_set()]
+            return [
+                fid for fid, framework in self._frameworks.items() if framework.subscription and not framework.subscription.closed.is_set()
+            ]
 
     # ---- HTTP --------------------------------------------------------------------------------
 
@@ -390,7 +394,9 @@ class FakeMesosMaster:
             if framework is None or subscription is None or subscription.closed.is_set():
                 return _reply(handler, 403, "Framework is not subscribed")
             if handler.headers.get("Mesos-Stream-Id") != subscription.stream_id:
-                return _reply(handler, 400, "The stream ID included in this request didn't match the stream ID currently associated with framework ID")
+                return _reply(
+                    handler, 400, "The stream ID included in this request didn't match the stream ID currently associated with framework ID"
+                )
             problem = self._scheduler_call(framework, call)
         self._start_launches()
         if problem:
@@ -529,7 +535,12 @@ class FakeMesosMaster:
 
     def _accept(self, framework: _Framework, accept: dict[str, Any]) -> str:
         offers = [self._offers.pop(item["value"], None) for item in accept.get("offer_ids", [])]
-        launches = [task for operation in accept.get("operations", []) if operation.get("type") == "LAUNCH" for task in operation["launch"]["task_infos"]]
+        launches = [
+            task
+            for operation in accept.get("operations", [])
+            if operation.get("type") == "LAUNCH"
+            for task in operation["launch"]["task_infos"]
+        ]
         valid = [offer for offer in offers if offer is not None and offer.framework_id == framework.framework_id]
         if len(valid) != len(offers) or len({offer.agent_id for offer in valid}) > 1:
             for info in launches:  # invalid offers (rescinded, or on several agents): the tasks are dropped
@@ -574,7 +585,13 @@ class FakeMesosMaster:
         return ""
 
     def _new_task(self, framework: _Framework, info: dict[str, Any], agent_id: str) -> _Task:
-        task = _Task(info.get("task_id", {}).get("value", ""), framework.framework_id, agent_id, info.get("name", ""), parse_resources(info.get("resources", [])))
+        task = _Task(
+            info.get("task_id", {}).get("value", ""),
+            framework.framework_id,
+            agent_id,
+            info.get("name", ""),
+            parse_resources(info.get("resources", [])),
+        )
         framework.tasks[task.task_id] = task
         return task
 
@@ -605,7 +622,9 @@ class FakeMesosMaster:
             task.kill_grace = grace_ns / 1e9
         try:
             with open(sandbox / "stdout", "ab") as stdout, open(sandbox / "stderr", "ab") as stderr:
-                process = subprocess.Popen(argv, cwd=sandbox, env=environment, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True)
+                process = subprocess.Popen(
+                    argv, cwd=sandbox, env=environment, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True
+                )
         except OSError as error:
             with self._lock:
                 self._agent_update(task, "TASK_FAILED", "REASON_COMMAND_EXECUTOR_FAILED", f"Failed to launch container: {error}")
@@ -656,13 +675,20 @@ class FakeMesosMaster:
                 return
             agent = self._agents[task.agent_id]
             agent.used = _add(agent.used, task.resources, -1)
-            message = f"Command exited with status {status}" if status >= 0 else f"Command terminated with signal {signal.strsignal(-status)}"
+            message = (
+                f"Command exited with status {status}" if status >= 0 else f"Command terminated with signal {signal.strsignal(-status)}"
+            )
             if task.timed_out:
                 self._agent_update(task, "TASK_FAILED", "REASON_MAX_COMPLETION_TIME_REACHED", message)
             elif task.kill_requested:
                 self._agent_update(task, "TASK_KILLED", "", message)
             else:
-                self._agent_update(task, "TASK_FINISHED" if status == 0 else "TASK_FAILED", "" if status == 0 else "REASON_COMMAND_EXECUTOR_FAILED", message)
+                self._agent_update(
+                    task,
+                    "TASK_FINISHED" if status == 0 else "TASK_FAILED",
+                    "" if status == 0 else "REASON_COMMAND_EXECUTOR_FAILED",
+                    message,
+                )
 
     def _kill(self, framework: _Framework, task_id: str) -> None:
         task = framework.tasks.get(task_id)
@@ -703,7 +729,12 @@ class FakeMesosMaster:
             task = framework.tasks.get(task_id)
             if task is None:
                 unknown = _Task(task_id, framework.framework_id, "", "", {})
-                self._master_update(unknown, "TASK_UNKNOWN" if framework.partition_aware else "TASK_LOST", "REASON_RECONCILIATION", "Reconciliation: task is unknown")
+                self._master_update(
+                    unknown,
+                    "TASK_UNKNOWN" if framework.partition_aware else "TASK_LOST",
+                    "REASON_RECONCILIATION",
+                    "Reconciliation: task is unknown",
+                )
             else:
                 self._master_update(task, task.master_state, "REASON_RECONCILIATION", "Reconciliation: latest task state")
 
@@ -747,10 +778,18 @@ class FakeMesosMaster:
     def _master_update(self, task: _Task, state: str, reason: str, message: str) -> None:
         framework = self._frameworks.get(task.framework_id)
         if framework is not None and framework.subscription is not None:
-            framework.subscription.send({"type": "UPDATE", "update": {"status": self._status(task, state, reason, message, "SOURCE_MASTER")}})
+            framework.subscription.send(
+                {"type": "UPDATE", "update": {"status": self._status(task, state, reason, message, "SOURCE_MASTER")}}
+            )
 
     def _status(self, task: _Task, state: str, reason: str, message: str, source: str) -> dict[str, Any]:
-        status: dict[str, Any] = {"task_id": {"value": task.task_id}, "state": state, "source": source, "timestamp": time.time(), "message": message}
+        status: dict[str, Any] = {
+            "task_id": {"value": task.task_id},
+            "state": state,
+            "source": source,
+            "timestamp": time.time(),
+            "message": message,
+        }
         if task.agent_id:
             status["agent_id"] = {"value": task.agent_id}
         if reason:

@@ -11,13 +11,21 @@ from fake_master import AgentSpec, FakeMesosMaster  # noqa: E402
 from harness import RunningService, start_service  # noqa: E402
 
 # Four small agents, like a small cluster: 2 cores, 2 GiB, 10 GiB of disk each.
-AGENTS = [AgentSpec(f"agent-{index}.test", cpus=2, mem=2048, disk=10240, attributes={"rack": f"r{index % 2}", "name": f"agent-{index}"}) for index in range(4)]
+AGENTS = [
+    AgentSpec(f"agent-{index}.test", cpus=2, mem=2048, disk=10240, attributes={"rack": f"r{index % 2}", "name": f"agent-{index}"})
+    for index in range(4)
+]
 SERVICE_ARGS = (
-    "--mesos-refuse-seconds", "2",
-    "--mesos-unreachable-timeout", "1",
-    "--mesos-kill-grace", "1",
-    "--mesos-kill-timeout", "20",
-    "--mesos-failover-timeout", "1h",
+    "--mesos-refuse-seconds",
+    "2",
+    "--mesos-unreachable-timeout",
+    "1",
+    "--mesos-kill-grace",
+    "1",
+    "--mesos-kill-timeout",
+    "20",
+    "--mesos-failover-timeout",
+    "1h",
 )
 
 

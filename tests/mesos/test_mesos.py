@@ -166,7 +166,9 @@ def test_missed_heartbeats_make_it_subscribe_again(service: RunningService, mast
 def test_a_task_killed_by_someone_else_is_killed_and_our_kills_are_silent(service: RunningService, master: FakeMesosMaster) -> None:
     theirs, ours = issue(service, spec("sleep 300"), spec("sleep 300"))
     wait_until(lambda: {theirs, ours} <= running(service), message="both running")
-    by_job = {job_id: task for job_id in (theirs, ours) for task in master.launched if task.endswith(f"-{job_id}")}  # batchgate-<instance>-<job>
+    by_job = {
+        job_id: task for job_id in (theirs, ours) for task in master.launched if task.endswith(f"-{job_id}")
+    }  # batchgate-<instance>-<job>
     master.kill_task(by_job[theirs])
     (update,) = collect_updates(service.stub(), 1)
     assert (update.job_id, update.exit_reason) == (theirs, pb.EXIT_REASON_KILLED)
