@@ -227,6 +227,8 @@ class FakeMesosMaster:
         self._frameworks: dict[str, _Framework] = {}
         self._offers: dict[str, _Offer] = {}
         self._removed: set[str] = set()  # framework ids torn down
+        self._refusing_accepts = 0
+        self._dropping_accepts = 0
         self._stopping = threading.Event()
         self._holding_acks: set[str] = set()
         # What happened, for the tests to read.
@@ -330,6 +332,18 @@ class FakeMesosMaster:
             task = self._task(task_id)
             self._kill(self._frameworks[task.framework_id], task_id)
 
+    def refuse_next_accepts(self, count: int) -> None:
+        """Answer the next `count` ACCEPTs 403, unheard (as for a framework whose subscription the
+        master has just dropped)."""
+        with self._lock:
+            self._refusing_accepts = count
+
+    def drop_next_launches(self, count: int) -> None:
+        """Drop the tasks of the next `count` ACCEPTs (TASK_DROPPED: never started, as for
+        rescinded offers)."""
+        with self._lock:
+            self._dropping_accepts = count
+
     def silence(self) -> None:
         """Stop writing to every open event stream (no heartbeats either), connections left open."""
         with self._lock:
@@ -392,6 +406,10 @@ class FakeMesosMaster:
             framework = self._frameworks.get(call.get("framework_id", {}).get("value", ""))
             subscription = framework.subscription if framework else None
             if framework is None or subscription is None or subscription.closed.is_set():
+                return _reply(handler, 403, "Framework is not subscribed")
+            if call.get("type") == "ACCEPT" and self._refusing_accepts:
+                self._refusing_accepts -= 1
+                self._drop_offers_of(framework)  # as when the master dropped the subscription
                 return _reply(handler, 403, "Framework is not subscribed")
             if handler.headers.get("Mesos-Stream-Id") != subscription.stream_id:
                 return _reply(
@@ -542,7 +560,9 @@ class FakeMesosMaster:
             for task in operation["launch"]["task_infos"]
         ]
         valid = [offer for offer in offers if offer is not None and offer.framework_id == framework.framework_id]
-        if len(valid) != len(offers) or len({offer.agent_id for offer in valid}) > 1:
+        dropping = bool(launches) and self._dropping_accepts > 0
+        self._dropping_accepts -= dropping
+        if dropping or len(valid) != len(offers) or len({offer.agent_id for offer in valid}) > 1:
             for info in launches:  # invalid offers (rescinded, or on several agents): the tasks are dropped
                 task = self._new_task(framework, info, info.get("agent_id", {}).get("value", ""))
                 state = "TASK_DROPPED" if framework.partition_aware else "TASK_LOST"

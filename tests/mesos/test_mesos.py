@@ -321,3 +321,17 @@ def test_gpus_are_offered_asked_for_and_limited(tmp_path: Path) -> None:
     finally:
         service.kill()
         master.stop()
+
+
+@pytest.mark.parametrize("mishap", ["refused", "dropped"])
+def test_a_launch_mesos_never_made_waits_for_another_offer(service: RunningService, master: FakeMesosMaster, mishap: str) -> None:
+    if mishap == "refused":
+        master.refuse_next_accepts(1)  # answered 403: the master never acted on it
+    else:
+        master.drop_next_launches(1)  # TASK_DROPPED: "launching again may be successful"
+    jobs = issue(service, spec("exit 6"), spec("true"))
+    updates = collect_updates(service.stub(), 2)
+    assert {update.job_id: update.exit_status for update in updates} == {jobs[0]: 6, jobs[1]: 0}
+    assert sorted(master.launched) == sorted(update.backing_id for update in updates)  # each started once
+    assert master.calls["ACCEPT"] >= 2
+    assert not updates_within(service.stub(), 1.0, after=updates[-1].sequence)
