@@ -44,7 +44,7 @@ AGENTS_REFRESH = 2.0
 UNREACHABLE_RECONCILE = 1.0
 RECONCILE_ALL = 60.0  # an implicit reconciliation now and then, as Mesos advises: finds orphans
 KILL_RESEND = 2.0
-MAX_LAUNCH_ATTEMPTS = 3  # a job whose launch Mesos drops more often than this is reported LOST
+MAX_LAUNCH_ATTEMPTS = 3  # a job whose launch Mesos drops this often is reported LOST
 
 
 @dataclass
@@ -320,17 +320,19 @@ class MesosDriver(Driver):
         with self._lock:
             for operation in call["accept"].get("operations", []):
                 for info in operation.get("launch", {}).get("task_infos", []):
-                    self._relaunch(info["task_id"]["value"])
+                    self._relaunch(info["task_id"]["value"], counted=False)  # always safe: never seen
 
-    def _relaunch(self, task_id: str) -> bool:
-        """Put a task's job back to wait for an offer, if it has never run (lock held)."""
+    def _relaunch(self, task_id: str, counted: bool = True) -> bool:
+        """Put a task's job back to wait for an offer, if it has never run (lock held). Counted
+        relaunches (Mesos dropped the launch) stop after MAX_LAUNCH_ATTEMPTS."""
         job_id = self._job_id_of(task_id)
         task = self._tasks.get(job_id) if job_id is not None else None
         if task is None or task.task_id != task_id or task.running_since is not None:
             return False
-        self._launch_attempts[task.job.job_id] = self._launch_attempts.get(task.job.job_id, 0) + 1
-        if self._launch_attempts[task.job.job_id] > MAX_LAUNCH_ATTEMPTS:
-            return False
+        if counted:
+            self._launch_attempts[task.job.job_id] = self._launch_attempts.get(task.job.job_id, 0) + 1
+            if self._launch_attempts[task.job.job_id] >= MAX_LAUNCH_ATTEMPTS:
+                return False
         del self._tasks[task.job.job_id]
         self._waiting = {task.job.job_id: task.job, **self._waiting}
         self._filters_set = False

@@ -335,3 +335,11 @@ def test_a_launch_mesos_never_made_waits_for_another_offer(service: RunningServi
     assert sorted(master.launched) == sorted(update.backing_id for update in updates)  # each started once
     assert master.calls["ACCEPT"] >= 2
     assert not updates_within(service.stub(), 1.0, after=updates[-1].sequence)
+
+
+def test_a_job_whose_launch_is_dropped_three_times_is_lost(service: RunningService, master: FakeMesosMaster) -> None:
+    master.drop_next_launches(3)
+    (job,) = issue(service, spec("true"))
+    (update,) = collect_updates(service.stub(), 1)
+    assert (update.job_id, update.exit_reason) == (job, pb.EXIT_REASON_LOST) and "TASK_DROPPED" in update.message
+    assert not master.launched and master.calls["ACCEPT"] == 3
