@@ -95,6 +95,7 @@ class BatchService:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self.metrics = metrics.ServiceMetrics(name)
+        store.on_write_error = self.metrics.store_errors.inc
         metrics.register_job_gauges(self)
 
     # ---- lifecycle ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -92,6 +92,7 @@ class Store:
         self.path = path
         self.lock_timeout = lock_timeout
         self._write_lock = threading.Lock()
+        self.on_write_error: Callable[[], None] = lambda: None  # counts failed writes (metrics)
         self._writer = self._connect()
         self._writer.executescript(SCHEMA)
         self._migrate()
@@ -118,15 +119,24 @@ class Store:
             try:
                 self._writer.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as error:
+                self.on_write_error()
                 if "locked" in str(error) or "busy" in str(error):
                     raise AcquisitionTimeoutException("the job store's write lock", time.monotonic() - started) from error
                 raise
             try:
                 yield self._writer
-            except BaseException:
+            except BaseException as error:
+                if isinstance(error, sqlite3.Error):
+                    self.on_write_error()
                 self._writer.execute("ROLLBACK")
                 raise
-            self._writer.execute("COMMIT")
+            try:
+                self._writer.execute("COMMIT")
+            except sqlite3.Error:
+                self.on_write_error()
+                with contextlib.suppress(sqlite3.Error):  # a failed COMMIT can leave it open
+                    self._writer.execute("ROLLBACK")
+                raise
 
     def _reader(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._readers, "connection", None)
