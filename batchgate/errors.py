@@ -191,6 +191,33 @@ class LimitExceeded(BatchgateError):
 
     def metadata(self) -> Mapping[str, str]:
         return {"limit": self.limit, "value": str(self.value)}
+class UnknownNode(BatchgateError):
+    """A node the backend does not have."""
+
+    code = grpc.StatusCode.NOT_FOUND
+    reason = "UNKNOWN_NODE"
+
+    def __init__(self, backend: str, node: str) -> None:
+        super().__init__(f"backend {backend!r} has no node named {node!r}")
+        self.backend = backend
+        self.node = node
+
+    def metadata(self) -> Mapping[str, str]:
+        return {"backend": self.backend, "node": self.node}
+
+
+class Unsupported(BatchgateError):
+    """An operation this backend cannot do (e.g. steering jobs away from a node)."""
+
+    code = grpc.StatusCode.UNIMPLEMENTED
+    reason = "UNSUPPORTED"
+
+    def __init__(self, backend: str, message: str) -> None:
+        super().__init__(message)
+        self.backend = backend
+
+    def metadata(self) -> Mapping[str, str]:
+        return {"backend": self.backend}
 
 
 class ServiceError(BatchgateError):
@@ -281,5 +308,9 @@ def _from_error_info(info: error_details_pb2.ErrorInfo, message: str) -> Batchga
         return SchedulerError(fields.get("backend", ""), message)
     if info.reason == LimitExceeded.reason:
         return LimitExceeded(fields.get("limit", ""), int(fields.get("value", "0") or 0), message)
+    if info.reason == UnknownNode.reason:
+        return UnknownNode(fields.get("backend", ""), fields.get("node", ""))
+    if info.reason == Unsupported.reason:
+        return Unsupported(fields.get("backend", ""), message)
     return None
 

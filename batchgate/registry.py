@@ -16,6 +16,7 @@ SERVICE_MODULES: dict[str, str] = {
     "local": "batchgate.services.local",
     "slurm": "batchgate.services.slurm",
     "lsf": "batchgate.services.lsf",
+    "mesos": "batchgate.services.mesos",
 }
 
 

@@ -255,7 +255,9 @@ class Store:
         return [StoredJob(row[0], row[1], JobState(row[2]), row[3], row[4], row[5]) for row in rows]
 
     def checkpoints(self) -> dict[str, int]:
-        return dict(self._writer.execute("SELECT key, value FROM checkpoints").fetchall())
+        # A reader's connection: only what is committed (the writer's would show a transaction
+        # in progress to another thread).
+        return dict(self._reader().execute("SELECT key, value FROM checkpoints").fetchall())
 
     def ping(self) -> bool:
         """Whether the store answers (for health checks)."""

@@ -438,3 +438,33 @@ class GetNodesResponse(_message.Message):
     NODES_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[Node]
     def __init__(self, nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ...) -> None: ...
+
+class IgnoreNodeRequest(_message.Message):
+    __slots__ = ("name", "unignore", "backend")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    UNIGNORE_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    unignore: bool
+    backend: str
+    def __init__(self, name: _Optional[str] = ..., unignore: _Optional[bool] = ..., backend: _Optional[str] = ...) -> None: ...
+
+class IgnoreNodeResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetNodeInUseRequest(_message.Message):
+    __slots__ = ("name", "backend")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    backend: str
+    def __init__(self, name: _Optional[str] = ..., backend: _Optional[str] = ...) -> None: ...
+
+class GetNodeInUseResponse(_message.Message):
+    __slots__ = ("in_use", "running_jobs")
+    IN_USE_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_JOBS_FIELD_NUMBER: _ClassVar[int]
+    in_use: bool
+    running_jobs: int
+    def __init__(self, in_use: _Optional[bool] = ..., running_jobs: _Optional[int] = ...) -> None: ...
