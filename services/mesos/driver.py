@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 ENDS_CHECKPOINT = "mesos.ends"  # the count of terminal updates reported; acknowledged up to the committed one
 AGENTS_REFRESH = 2.0
 UNREACHABLE_RECONCILE = 1.0
+# After a restart the kit submits again the jobs whose launch an earlier run had not recorded
+# (it crashed in between): for this long, a submitted job is first looked up by its task id.
+RECOVERY_SECONDS = 30.0
+NEVER_LAUNCHED = frozenset({"TASK_UNKNOWN", "TASK_DROPPED"})  # Mesos' answer for a task id it never had
 RECONCILE_ALL = 60.0  # an implicit reconciliation now and then, as Mesos advises: finds orphans
 KILL_RESEND = 2.0
 MAX_LAUNCH_ATTEMPTS = 3  # a job whose launch Mesos drops this often is reported LOST
@@ -85,6 +89,8 @@ class MesosDriver(Driver):
         self._tasks: dict[int, _Task] = {}  # launched (or adopted), by job id
         self._given_up: dict[str, str] = {}  # task id -> agent id: reported LOST while perhaps alive
         self._kill_waiters: dict[str, threading.Event] = {}  # task id -> set once it is dead
+        self._checking: dict[int, Job] = {}  # submitted after a restart, asked of Mesos before a launch
+        self._check_until = 0.0  # monotonic end of the recovery window
         self._ignored: set[str] = set()
         self._agents: list[Agent] | None = None
         self._agents_at = 0.0
@@ -105,6 +111,8 @@ class MesosDriver(Driver):
     def attach(self, events: JobEvents, instance_id: str) -> None:
         super().attach(events, instance_id)
         self._ends_reported = events.checkpoints().get(ENDS_CHECKPOINT, 0)
+        if self._load_framework_id():  # a restart: some jobs submitted now may run already
+            self._check_until = time.monotonic() + RECOVERY_SECONDS
         for target, name in ((self._timer_loop, "mesos-timer"), (self._durable_ack_loop, "mesos-durable-acks")):
             threading.Thread(target=target, name=name, daemon=True).start()
 
@@ -149,9 +157,15 @@ class MesosDriver(Driver):
 
     def submit(self, jobs: Sequence[Job]) -> Sequence[str]:
         with self._lock:
+            checking = time.monotonic() < self._check_until
             for job in jobs:
-                self._waiting[job.job_id] = job
+                if checking:
+                    self._checking[job.job_id] = job
+                else:
+                    self._waiting[job.job_id] = job
             self._start()
+            if checking and self.connection.connected.is_set():
+                self._reconcile([(self._task_id(job.job_id), "") for job in jobs])
             if self._filters_set and self.connection.connected.is_set():
                 self._filters_set = False
                 self.connection.send({"type": "REVIVE"})
@@ -174,6 +188,7 @@ class MesosDriver(Driver):
                 job_id = submitted.job.job_id
                 if self._waiting.pop(job_id, None) is not None:
                     continue  # never launched: nothing to kill
+                self._checking.pop(job_id, None)  # perhaps launched by an earlier run: kill its task
                 task = self._tasks.pop(job_id, None)
                 task_id = task.task_id if task else submitted.backing_id or self._task_id(job_id)
                 dying[task_id] = (self._kill_waiters.setdefault(task_id, threading.Event()), task.agent_id if task else "")
@@ -366,7 +381,8 @@ class MesosDriver(Driver):
             # seen running may have its ACCEPT still on the way; the implicit reconciliation
             # below answers for it if Mesos has it.)
             known = [(task.task_id, task.agent_id) for task in self._tasks.values() if task.adopted or task.running_since is not None]
-            self._reconcile(known + list(self._given_up.items()))
+            checking = [(self._task_id(job_id), "") for job_id in self._checking]
+            self._reconcile(known + list(self._given_up.items()) + checking)
             self.connection.send({"type": "RECONCILE", "reconcile": {"tasks": []}})  # every task Mesos has of ours: orphans
             self._filters_set = False
             self.connection.send({"type": "REVIVE"})
@@ -426,6 +442,8 @@ class MesosDriver(Driver):
         durable = False
         with self._lock:
             job_id = self._job_id_of(task_id)
+            if job_id is not None and job_id in self._checking:
+                self._recovered(self._checking.pop(job_id), task_id, status)
             task = self._tasks.get(job_id) if job_id is not None else None
             if task is not None and task.task_id != task_id:
                 task = None
@@ -456,6 +474,18 @@ class MesosDriver(Driver):
                     self._acks_ready.notify()
             else:
                 self.connection.acknowledge(acknowledge)
+
+    def _recovered(self, job: Job, task_id: str, status: dict[str, Any]) -> None:
+        """What Mesos says of a job submitted after a restart (lock held): a task it does not
+        know was never launched, so the job waits for an offer; any other is followed."""
+        if status["state"] in NEVER_LAUNCHED:
+            self._waiting[job.job_id] = job
+            if self._filters_set and self.connection.connected.is_set():
+                self._filters_set = False
+                self.connection.send({"type": "REVIVE"})
+        else:
+            log.info("mesos task %s was launched by an earlier run: following it, not launching it again", task_id)
+            self._tasks[job.job_id] = _Task(job, task_id, status.get("agent_id", {}).get("value", ""), adopted=True)
 
     def _follow(self, task: _Task, status: dict[str, Any]) -> bool:
         """Act on a status of a task a live job owns (lock held); True when its end was reported."""

@@ -231,6 +231,7 @@ class FakeMesosMaster:
         self._dropping_accepts = 0
         self._stopping = threading.Event()
         self._holding_acks: set[str] = set()
+        self._holding_updates = False
         # What happened, for the tests to read.
         self.launched: list[str] = []  # task ids, each time a task is launched
         self.launched_on: dict[str, str] = {}  # task id -> agent id
@@ -350,6 +351,16 @@ class FakeMesosMaster:
             for framework in self._frameworks.values():
                 if framework.subscription:
                     framework.subscription.silent.set()
+
+    def hold_updates(self, holding: bool = True) -> None:
+        """Keep agents' status updates from the framework (they queue, as behind a slow link);
+        False sends what queued."""
+        with self._lock:
+            self._holding_updates = holding
+            if not holding:
+                for framework in self._frameworks.values():
+                    for task in framework.tasks.values():
+                        self._forward(task)
 
     def hold_acknowledgements(self, *states: str) -> None:
         """ACKNOWLEDGEs of updates in these states are answered 202 and ignored, so those updates
@@ -786,7 +797,7 @@ class FakeMesosMaster:
 
     def _forward(self, task: _Task) -> None:
         framework = self._frameworks.get(task.framework_id)
-        if framework is None or framework.subscription is None or not task.pending:
+        if framework is None or framework.subscription is None or not task.pending or self._holding_updates:
             return
         if self._agents[task.agent_id].state != "active":
             return  # held by the partitioned agent until it is back

@@ -151,6 +151,23 @@ def test_after_kill_9_it_resubscribes_reconciles_and_reports_each_task_once(tmp_
         service.kill()
 
 
+def test_a_task_launched_just_before_a_crash_is_taken_back_not_launched_again(tmp_path: Path, master: FakeMesosMaster) -> None:
+    service = start_mesos_service(tmp_path / "service", master)
+    try:
+        master.hold_updates()  # the service never hears the task run, so the kit records no start
+        (job,) = issue(service, spec("sleep 2"))
+        wait_until(lambda: len(master.launched) == 1, message="the launch")
+        service.kill()  # the store still has the job queued: the restarted service submits it again
+        master.hold_updates(False)
+        service = service.restart()
+        (update,) = collect_updates(service.stub(), 1, timeout=60)
+        assert (update.job_id, update.exit_reason) == (job, pb.EXIT_REASON_FINISHED)
+        assert len(master.launched) == 1, master.launched  # its task was taken back, not launched again
+        assert not updates_within(service.stub(), 1.5, after=update.sequence)
+    finally:
+        service.kill()
+
+
 def test_missed_heartbeats_make_it_subscribe_again(service: RunningService, master: FakeMesosMaster) -> None:
     (before,) = issue(service, spec("true"))
     collect_updates(service.stub(), 1)
