@@ -1,0 +1,55 @@
+"""The contract suite's Kubernetes target: a real `batchgate serve k8s` talking, through the
+official client, to the emulated API server whose pods run as containers on the local Docker engine.
+
+Register it in tests/contract/targets.py with
+    from k8s.contract_target import k8s_target
+    TARGETS["k8s"] = k8s_target
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from k8s_cluster import IMAGE, NODE_CORES, NODE_MEMORY, emulated_cluster  # noqa: E402
+from harness import RunningService, start_service  # noqa: E402
+from targets import Target  # noqa: E402
+
+
+def k8s_service_args(kubeconfig: Path, *more: str) -> list[str]:
+    """Flags for a service on the emulated cluster. Its containers run as the tests' own user
+    (root here: --k8s-run-as-user 0 lifts runAsNonRoot), so jobs can write the files the tests
+    read in their temporary directories, mounted into every container."""
+    return [
+        "--k8s-kubeconfig", str(kubeconfig),
+        "--k8s-image", IMAGE,
+        "--k8s-run-as-user", str(os.getuid()),
+        "--k8s-kill-grace", "1",
+        *more,
+    ]
+
+
+def start_k8s_service(state_dir: Path, kubeconfig: Path, *more: str) -> RunningService:
+    return start_service("k8s", state_dir, *k8s_service_args(kubeconfig, *more))
+
+
+@contextlib.contextmanager
+def k8s_target(tmp_path: Path) -> Iterator[Target]:
+    with emulated_cluster(tmp_path / "cluster", shared_paths=[tempfile.gettempdir()]) as cluster:
+        target = Target(
+            "k8s",
+            start_k8s_service(tmp_path / "k8s", cluster.kubeconfig),
+            max_cores=NODE_CORES,
+            max_memory=NODE_MEMORY,
+            checks_working_directory=False,  # the container runtime makes a missing workingDir
+        )
+        try:
+            yield target
+        finally:
+            target.close()
