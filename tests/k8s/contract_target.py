@@ -9,7 +9,6 @@ Register it in tests/contract/targets.py with
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -17,26 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from k8s_cluster import IMAGE, NODE_CORES, NODE_MEMORY, emulated_cluster  # noqa: E402
-from harness import RunningService, start_service  # noqa: E402
+from k8s_cluster import NODE_CORES, NODE_MEMORY, emulated_cluster, start_k8s_service  # noqa: E402
 from targets import Target  # noqa: E402
-
-
-def k8s_service_args(kubeconfig: Path, *more: str) -> list[str]:
-    """Flags for a service on the emulated cluster. Its containers run as the tests' own user
-    (root here: --k8s-run-as-user 0 lifts runAsNonRoot), so jobs can write the files the tests
-    read in their temporary directories, mounted into every container."""
-    return [
-        "--k8s-kubeconfig", str(kubeconfig),
-        "--k8s-image", IMAGE,
-        "--k8s-run-as-user", str(os.getuid()),
-        "--k8s-kill-grace", "1",
-        *more,
-    ]
-
-
-def start_k8s_service(state_dir: Path, kubeconfig: Path, *more: str) -> RunningService:
-    return start_service("k8s", state_dir, *k8s_service_args(kubeconfig, *more))
 
 
 @contextlib.contextmanager

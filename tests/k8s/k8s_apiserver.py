@@ -321,7 +321,13 @@ class ApiHandler(BaseHTTPRequestHandler):
             elif method == "GET":
                 self._send(200, self._list(resource, match["namespace"], query))
             elif method == "POST" and not name:
-                self._send(201, cluster.create(resource, namespace, body or {}))
+                created = cluster.create(resource, namespace, body or {})
+                if self.server.lose_create_answers > 0:  # made, but the client never hears so
+                    self.server.lose_create_answers -= 1
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self._send(201, created)
             elif method == "DELETE" and name:
                 propagation = query.get("propagationPolicy") or (body or {}).get("propagationPolicy", "")
                 self._send(200, cluster.delete(resource, namespace, name, propagation))
@@ -409,6 +415,7 @@ class ApiHttpServer(ThreadingHTTPServer):
         self.watching: set[ApiHandler] = set()
         self.dropped: set[ApiHandler] = set()
         self.stopping = False
+        self.lose_create_answers = 0  # creates to carry out without answering (a lost connection)
 
     @property
     def url(self) -> str:

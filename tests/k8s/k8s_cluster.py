@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from k8s_apiserver import ApiHttpServer, Cluster, kubeconfig, serve  # noqa: E402
+from harness import RunningService, start_service  # noqa: E402
 from k8s_controller import Controller  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,3 +130,20 @@ def emulated_cluster(directory: Path, *, nodes: Sequence[dict[str, object]] = ()
     finally:
         server.stop()
         controller.stop()
+
+
+def k8s_service_args(kubeconfig: Path, *more: str) -> list[str]:
+    """Flags for a service on the emulated cluster. Its containers run as the tests' own user
+    (root here: --k8s-run-as-user 0 lifts runAsNonRoot), so jobs can write the files the tests
+    read in their temporary directories, mounted into every container."""
+    return [
+        "--k8s-kubeconfig", str(kubeconfig),
+        "--k8s-image", IMAGE,
+        "--k8s-run-as-user", str(os.getuid()),
+        "--k8s-kill-grace", "1",
+        *more,
+    ]
+
+
+def start_k8s_service(state_dir: Path, kubeconfig: Path, *more: str) -> RunningService:
+    return start_service("k8s", state_dir, *k8s_service_args(kubeconfig, *more))
