@@ -30,6 +30,7 @@ from .watcher import Object, Watcher
 
 log = logging.getLogger(__name__)
 
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # the job controller puts it on a Job's pods
 CREATE_WORKERS = 8  # creates in flight at once
 TICK = 1.0  # seconds between looks at jobs that wait on a clock (start timeouts, a late pod)
 POD_GRACE = 5.0  # seconds a failed Job waits for its pod's exit code before the pod is asked for
@@ -59,6 +60,7 @@ class KubernetesDriver(Driver):
         self.settings = settings
         self.start_timeout = start_timeout
         self._tracked: dict[int, Tracked] = {}
+        self._pod_by_job: dict[str, Object] = {}  # Job name -> its newest pod (backoffLimit 0: one)
         self._lock = threading.RLock()
         self._gone = threading.Condition(self._lock)  # notified when a Job leaves the cache
         self._pool = ThreadPoolExecutor(CREATE_WORKERS, thread_name_prefix="k8s-create")
@@ -170,7 +172,10 @@ class KubernetesDriver(Driver):
             for submitted in jobs:
                 name = submitted.backing_id or manifest.job_name(submitted.job.job_id, self.instance_id, submitted.job.name)
                 self._tracked[submitted.job.job_id] = Tracked(submitted.job.job_id, name, started=submitted.started_at is not None, confirmed=True)
-        # Judged once the watches have listed what the cluster has (see _tick).
+        # Judged once the watches have listed what the cluster has: by _tick, or here if they have.
+        if self.jobs.synced.is_set() and self.pods.synced.is_set():
+            for submitted in jobs:
+                self._judge(submitted.job.job_id)
 
     # ---- what the watches say -----------------------------------------------------------------
 
@@ -183,14 +188,20 @@ class KubernetesDriver(Driver):
             self._judge(job_id, deleted=kind == "DELETED")
 
     def _on_pod(self, kind: str, pod: Object) -> None:
+        job_name = (pod["metadata"].get("labels") or {}).get(JOB_NAME_LABEL, "")
+        with self._lock:
+            known = self._pod_by_job.get(job_name)
+            if kind != "DELETED":
+                self._pod_by_job[job_name] = pod
+            elif known is not None and known["metadata"]["name"] == pod["metadata"]["name"]:
+                del self._pod_by_job[job_name]
         job_id = job_id_of(pod)
         if job_id is not None:
             self._judge(job_id)
 
     def _pod_of(self, name: str) -> Object | None:
-        """The newest pod of a Job (there is one: backoffLimit is 0)."""
-        pods = [p for p in self.pods.objects() if (p["metadata"].get("labels") or {}).get("batch.kubernetes.io/job-name") == name]
-        return max(pods, key=lambda p: int(p["metadata"].get("resourceVersion", 0)), default=None)
+        with self._lock:
+            return self._pod_by_job.get(name)
 
     def _judge(self, job_id: int, *, deleted: bool = False) -> None:
         """Look at a job's Job and pod, and report what changed."""
@@ -224,22 +235,24 @@ class KubernetesDriver(Driver):
         self.events.ended(job_id, ended)
 
     def _tick(self) -> None:
-        """Clocks: start problems past their timeout, failed Jobs whose pod never said why, and
-        adopted jobs once the watches have listed the cluster."""
+        """Once the watches have listed the cluster, judge every job (adopted ones have had no
+        event yet); then, every TICK, the clocks: start problems past their timeout, and failed
+        Jobs whose pod never said why."""
         self.jobs.synced.wait()
         self.pods.synced.wait()
-        while not self._stop.is_set():
+        with self._lock:
+            everyone = list(self._tracked)
+        for job_id in everyone:
+            self._judge(job_id)
+        while not self._stop.wait(TICK):
             now = time.monotonic()
             with self._lock:
-                tracked = list(self._tracked.values())
-            for item in tracked:
+                waiting = [item for item in self._tracked.values() if item.problem_since is not None or item.failed_since is not None]
+            for item in waiting:
                 if item.problem_since is not None and now - item.problem_since >= self.start_timeout:
                     self._give_up(item)
                 elif item.failed_since is not None and now - item.failed_since >= POD_GRACE:
                     self._without_pod(item)
-                else:
-                    self._judge(item.job_id)
-            self._stop.wait(TICK)
 
     def _give_up(self, item: Tracked) -> None:
         problem = status.start_problem(self._pod_of(item.name)) or "the container did not start"
@@ -258,7 +271,7 @@ class KubernetesDriver(Driver):
         """A failed Job whose pod the watch has not shown ended: ask for it once."""
         try:
             listed = self.core.list_namespaced_pod(
-                self.settings.namespace, label_selector=f"batch.kubernetes.io/job-name={item.name}", _preload_content=False
+                self.settings.namespace, label_selector=f"{JOB_NAME_LABEL}={item.name}", _preload_content=False
             )
         except Exception as error:
             log.warning("listing the pod of Job %s: %s", item.name, error)

@@ -111,8 +111,12 @@ class Watcher:
                 version = page["metadata"]["resourceVersion"]
                 break
         with self._lock:
-            gone = [obj for name, obj in self._cache.items() if name not in listed]
-            self._cache = listed
+            # Gone: what the cache had and the list has not, unless it is newer than the list (an
+            # object the service created while the list was taken). Versions are etcd revisions,
+            # which only grow.
+            newer = {name: obj for name, obj in self._cache.items() if name not in listed and _newer(obj, version)}
+            gone = [obj for name, obj in self._cache.items() if name not in listed and name not in newer]
+            self._cache = {**listed, **newer}
         for obj in gone:
             self._on_event("DELETED", obj)
         for obj in listed.values():
@@ -159,3 +163,10 @@ class Watcher:
                 self._cache[name] = obj
         self._version = version
         self._on_event(kind, obj)
+
+
+def _newer(obj: Object, version: str) -> bool:
+    try:
+        return int(obj["metadata"].get("resourceVersion", "0")) > int(version)
+    except ValueError:
+        return False
