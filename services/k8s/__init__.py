@@ -47,6 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=units.parse_duration,
         help="how long a container may fail to start (image pull, bad config) before its job ends in ERROR",
     )
+    add_option(
+        group,
+        "--k8s-api-timeout",
+        default=300.0,
+        type=units.parse_duration,
+        help="how long the API server may fail to answer a job's create before the job ends in ERROR",
+    )
     add_option(group, "--k8s-scratch-size", default=0, type=units.parse_bytes, help="a scratch volume of this size for every job (0: none)")
     add_option(group, "--k8s-scratch-storage-class", default="", help="storage class of scratch volumes (default: the cluster's)")
     add_option(group, "--k8s-gpu-model-label", default="nvidia.com/gpu.product", help="node label that names a node's GPU model")
@@ -84,7 +91,7 @@ def build_driver(args: argparse.Namespace) -> KubernetesDriver:
         scratch_volume_size=args.k8s_scratch_size,
         scratch_storage_class=args.k8s_scratch_storage_class,
     )
-    return KubernetesDriver(client.ApiClient(configuration), settings, start_timeout=args.k8s_start_timeout)
+    return KubernetesDriver(client.ApiClient(configuration), settings, start_timeout=args.k8s_start_timeout, api_timeout=args.k8s_api_timeout)
 
 
 SERVICE = ServiceDefinition(

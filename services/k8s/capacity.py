@@ -16,6 +16,7 @@ from kubernetes.utils import parse_quantity
 from batchgate.driver import AcceleratorRequest, Limits
 from batchgate.v1 import batchgate_pb2 as pb
 
+from .calls import observed
 from .manifest import SPOT_LABELS
 
 log = logging.getLogger(__name__)
@@ -27,8 +28,9 @@ GPU_RESOURCES = {"nvidia.com/gpu": "nvidia", "amd.com/gpu": "amd"}
 class NodeCache:
     """The node list, asked for at most once per `max_age` (limits are checked at every issue)."""
 
-    def __init__(self, core: client.CoreV1Api, max_age: float) -> None:
+    def __init__(self, core: client.CoreV1Api, max_age: float, backend: str) -> None:
         self._core = core
+        self._backend = backend
         self._max_age = max_age
         self._nodes: list[Object] = []
         self._at = -float("inf")
@@ -39,7 +41,8 @@ class NodeCache:
             if time.monotonic() - self._at < (1.0 if fresh else self._max_age):
                 return self._nodes
             try:
-                listed = self._core.list_node(_preload_content=False)
+                with observed(self._backend, "list nodes"):
+                    listed = self._core.list_node(_preload_content=False)
             except Exception as error:  # an unreachable API server: keep what was known
                 log.warning("listing nodes: %s", error)
                 return self._nodes

@@ -25,6 +25,7 @@ from batchgate.errors import SchedulerError
 from batchgate.v1 import batchgate_pb2 as pb
 
 from . import capacity, manifest, status
+from .calls import observed
 from .manifest import LABEL_INSTANCE, LABEL_JOB_ID, Settings
 from .watcher import Object, Watcher
 
@@ -53,28 +54,30 @@ class KubernetesDriver(Driver):
     kind = "k8s"
     options_field = "kubernetes"
 
-    def __init__(self, api: client.ApiClient, settings: Settings, *, start_timeout: float = 300.0) -> None:
+    def __init__(self, api: client.ApiClient, settings: Settings, *, start_timeout: float = 300.0, api_timeout: float = 300.0) -> None:
         self.api = api
         self.batch = client.BatchV1Api(api)
         self.core = client.CoreV1Api(api)
         self.settings = settings
         self.start_timeout = start_timeout
+        self.api_timeout = api_timeout
+        self._unanswered_since: dict[int, float] = {}  # job id -> monotonic; its create has had no answer
         self._tracked: dict[int, Tracked] = {}
         self._pod_by_job: dict[str, Object] = {}  # Job name -> its newest pod (backoffLimit 0: one)
         self._lock = threading.RLock()
         self._gone = threading.Condition(self._lock)  # notified when a Job leaves the cache
         self._pool = ThreadPoolExecutor(CREATE_WORKERS, thread_name_prefix="k8s-create")
         self._stop = threading.Event()
-        self._nodes = capacity.NodeCache(self.core, NODES_MAX_AGE)
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
     def attach(self, events: Any, instance_id: str) -> None:
         super().attach(events, instance_id)
         selector = f"{LABEL_INSTANCE}={instance_id}"
-        namespace = self.settings.namespace
-        self.jobs = Watcher("jobs", self.batch.list_namespaced_job, selector=selector, on_event=self._on_job, namespace=namespace)
-        self.pods = Watcher("pods", self.core.list_namespaced_pod, selector=selector, on_event=self._on_pod, namespace=namespace)
+        where = {"backend": self.name, "selector": selector, "namespace": self.settings.namespace}
+        self.jobs = Watcher("jobs", self.batch.list_namespaced_job, on_event=self._on_job, **where)
+        self.pods = Watcher("pods", self.core.list_namespaced_pod, on_event=self._on_pod, **where)
+        self._nodes = capacity.NodeCache(self.core, NODES_MAX_AGE, self.name)
         self.jobs.start()
         self.pods.start()
         threading.Thread(target=self._tick, name="k8s-tick", daemon=True).start()
@@ -109,36 +112,60 @@ class KubernetesDriver(Driver):
     def submit(self, jobs: Sequence[Job]) -> Sequence[str | None]:
         return list(self._pool.map(self._create, jobs))
 
-    def _create(self, job: Job) -> str:
+    def _create(self, job: Job) -> str | None:
+        """The Job's name; None when the API server could not be reached (the kit offers the job
+        again later, and the same name makes sure it is not created twice)."""
         body = manifest.job_manifest(job, instance_id=self.instance_id, service=self.name, settings=self.settings)
         name = body["metadata"]["name"]
         with self._lock:
             self._tracked[job.job_id] = Tracked(job.job_id, name)
         try:
-            response = self.batch.create_namespaced_job(self.settings.namespace, body, _preload_content=False)
+            with observed(self.name, "create job"):
+                response = self.batch.create_namespaced_job(self.settings.namespace, body, _preload_content=False)
             self.jobs.remember(json.loads(response.data))
         except ApiException as error:
-            if error.status == 409 and self._is_ours(name, job.job_id):
+            try:
+                ours = error.status == 409 and self._is_ours(name, job.job_id)
+            except ConnectionError as lookup:
+                return self._not_now(job.job_id, name, str(lookup))
+            if ours:
                 log.info("job %d: Job %s exists already (an earlier create whose answer was lost)", job.job_id, name)
             elif error.status is not None and 400 <= error.status < 500 and error.status not in (408, 429):
                 self._end(job.job_id, Ending(Verdict.NOT_STARTED, message=f"the API server refused Job {name}: {api_message(error)}"))
                 return name
             else:
-                with self._lock:
-                    self._tracked.pop(job.job_id, None)
-                raise SchedulerError(f"creating Job {name}: {api_message(error)}") from error
-        except Exception:
-            with self._lock:
-                self._tracked.pop(job.job_id, None)
-            raise  # unreachable: the kit keeps the job and offers it again (same name: no twin)
+                return self._not_now(job.job_id, name, api_message(error))
+        except Exception as error:  # no answer: a connection refused, reset or timed out
+            return self._not_now(job.job_id, name, str(error))
         with self._lock:
+            self._unanswered_since.pop(job.job_id, None)
             if job.job_id in self._tracked:
                 self._tracked[job.job_id].confirmed = True
         self._judge(job.job_id)
         return name
 
+    def _not_now(self, job_id: int, name: str, why: str) -> str | None:
+        """A create with no answer: None (the kit tries again later), until the API server has
+        been out of reach for --k8s-api-timeout; then the job ends NOT_STARTED, saying why."""
+        with self._lock:
+            self._tracked.pop(job_id, None)
+            since = self._unanswered_since.setdefault(job_id, time.monotonic())
+        if time.monotonic() - since < self.api_timeout:
+            log.warning("creating Job %s failed, to be tried again: %s", name, why)
+            return None
+        with self._lock:
+            del self._unanswered_since[job_id]
+        message = f"the Kubernetes API server ({self.api.configuration.host}) did not answer for {self.api_timeout:g} s: {why}"
+        self.events.ended(job_id, Ending(Verdict.NOT_STARTED, message=message))
+        return name
+
     def _is_ours(self, name: str, job_id: int) -> bool:
-        found = self.batch.read_namespaced_job(name, self.settings.namespace, _preload_content=False)
+        """Whether the Job already there under this name is this job's (else someone else's)."""
+        try:
+            with observed(self.name, "read job"):
+                found = self.batch.read_namespaced_job(name, self.settings.namespace, _preload_content=False)
+        except Exception as error:
+            raise ConnectionError(f"reading Job {name}: {error}") from error  # tried again, with the create
         labels = (json.loads(found.data)["metadata"].get("labels")) or {}
         return labels.get(LABEL_INSTANCE) == self.instance_id and labels.get(LABEL_JOB_ID) == str(job_id)
 
@@ -153,7 +180,8 @@ class KubernetesDriver(Driver):
         names = [name for name in names if name]
         for name in names:
             try:
-                self.batch.delete_namespaced_job(name, self.settings.namespace, propagation_policy="Foreground", _preload_content=False)
+                with observed(self.name, "delete job"):
+                    self.batch.delete_namespaced_job(name, self.settings.namespace, propagation_policy="Foreground", _preload_content=False)
             except ApiException as error:
                 if error.status != 404:
                     raise SchedulerError(f"deleting Job {name}: {api_message(error)}") from error
@@ -260,7 +288,8 @@ class KubernetesDriver(Driver):
             if self._tracked.pop(item.job_id, None) is None:
                 return
         try:
-            self.batch.delete_namespaced_job(item.name, self.settings.namespace, propagation_policy="Background", _preload_content=False)
+            with observed(self.name, "delete job"):
+                self.batch.delete_namespaced_job(item.name, self.settings.namespace, propagation_policy="Background", _preload_content=False)
         except ApiException as error:
             if error.status != 404:
                 log.warning("deleting Job %s that could not start: %s", item.name, api_message(error))
@@ -270,9 +299,10 @@ class KubernetesDriver(Driver):
     def _without_pod(self, item: Tracked) -> None:
         """A failed Job whose pod the watch has not shown ended: ask for it once."""
         try:
-            listed = self.core.list_namespaced_pod(
-                self.settings.namespace, label_selector=f"{JOB_NAME_LABEL}={item.name}", _preload_content=False
-            )
+            with observed(self.name, "list pods"):
+                listed = self.core.list_namespaced_pod(
+                    self.settings.namespace, label_selector=f"{JOB_NAME_LABEL}={item.name}", _preload_content=False
+                )
         except Exception as error:
             log.warning("listing the pod of Job %s: %s", item.name, error)
             return

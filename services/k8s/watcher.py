@@ -23,6 +23,8 @@ from kubernetes.client.exceptions import ApiException
 
 from batchgate.backoff import Backoff
 
+from .calls import observed
+
 log = logging.getLogger(__name__)
 
 Object = dict[str, Any]
@@ -33,8 +35,11 @@ LIST_PAGE = 500
 
 
 class Watcher:
-    def __init__(self, name: str, list_call: Callable[..., Any], *, selector: str, on_event: Handler, **call_args: Any) -> None:
+    def __init__(
+        self, name: str, list_call: Callable[..., Any], *, backend: str, selector: str, on_event: Handler, **call_args: Any
+    ) -> None:
         self.name = name
+        self.backend = backend
         self._list_call = list_call
         self._call_args = {**call_args, "label_selector": selector}
         self._on_event = on_event
@@ -102,7 +107,8 @@ class Watcher:
         while True:
             extra = {"_continue": page_token} if page_token else {}
             self.calls += 1
-            response = self._list_call(**self._call_args, limit=LIST_PAGE, _preload_content=False, **extra)
+            with observed(self.backend, f"list {self.name}"):
+                response = self._list_call(**self._call_args, limit=LIST_PAGE, _preload_content=False, **extra)
             page = json.loads(response.data)
             for item in page.get("items") or []:
                 listed[item["metadata"]["name"]] = item
@@ -126,15 +132,16 @@ class Watcher:
 
     def _watch_once(self) -> None:
         self.calls += 1
-        response = self._list_call(
-            **self._call_args,
-            watch=True,
-            resource_version=self._version,
-            timeout_seconds=WATCH_SECONDS,
-            allow_watch_bookmarks=True,
-            _preload_content=False,
-            _request_timeout=(10, WATCH_SECONDS + 30),  # a silent, dead connection is noticed too
-        )
+        with observed(self.backend, f"watch {self.name}", timed=False):
+            response = self._list_call(
+                **self._call_args,
+                watch=True,
+                resource_version=self._version,
+                timeout_seconds=WATCH_SECONDS,
+                allow_watch_bookmarks=True,
+                _preload_content=False,
+                _request_timeout=(10, WATCH_SECONDS + 30),  # a silent, dead connection is noticed too
+            )
         self._response = response
         try:
             for line in iter_resp_lines(response):

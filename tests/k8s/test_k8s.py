@@ -4,6 +4,7 @@ a crash with jobs in flight, the manifest sent, and capacity from the node list.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import grpc
 import pytest
 from harness import RunningService, collect_updates, spec, start_service, updates_within, wait_until
 from k8s_cluster import IMAGE, NAMESPACE, EmulatedCluster, start_k8s_service
+from k8s_apiserver import kubeconfig
 from k8s_controller import RUNTIME_LABEL
 
 from batchgate.errors import InvalidArgument, from_rpc_error
@@ -193,6 +195,22 @@ def test_a_create_whose_answer_was_lost_is_found_by_its_labels_not_made_twice(cl
         assert update.job_id == job and update.exit_reason == pb.EXIT_REASON_FINISHED
         assert cluster.cluster.requests["POST jobs"] - creates_before == 2  # the create was sent again...
         assert len(jobs_of(cluster, service, job)) == 1  # ...and met the Job it had made
+    finally:
+        service.kill()
+
+
+def test_an_api_server_out_of_reach_fails_the_job_saying_so_instead_of_hanging(tmp_path: Path) -> None:
+    with socket.socket() as placeholder:  # a port nothing listens on
+        placeholder.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{placeholder.getsockname()[1]}"
+    config = tmp_path / "kubeconfig"
+    config.write_text(kubeconfig(url))
+    service = start_k8s_service(tmp_path / "k8s", config, "--k8s-api-timeout", "2")
+    try:
+        (job,) = issue(service, spec("true"))
+        (update,) = collect_updates(service.stub(), 1)
+        assert (update.job_id, update.exit_reason, update.exit_status) == (job, pb.EXIT_REASON_ERROR, 255)
+        assert url in update.message and "did not answer" in update.message
     finally:
         service.kill()
 
