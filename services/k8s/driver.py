@@ -31,7 +31,7 @@ from .watcher import Object, Watcher
 
 log = logging.getLogger(__name__)
 
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # the job controller puts it on a Job's pods
+JOB_NAME_LABEL = "job-name"  # the job controller puts it on a Job's pods (batch.kubernetes.io/job-name too, from 1.27)
 CREATE_WORKERS = 8  # creates in flight at once
 TICK = 1.0  # seconds between looks at jobs that wait on a clock (start timeouts, a late pod)
 POD_GRACE = 5.0  # seconds a failed Job waits for its pod's exit code before the pod is asked for
@@ -216,7 +216,8 @@ class KubernetesDriver(Driver):
             self._judge(job_id, deleted=kind == "DELETED")
 
     def _on_pod(self, kind: str, pod: Object) -> None:
-        job_name = (pod["metadata"].get("labels") or {}).get(JOB_NAME_LABEL, "")
+        owners = [ref["name"] for ref in pod["metadata"].get("ownerReferences") or [] if ref.get("kind") == "Job"]
+        job_name = owners[0] if owners else (pod["metadata"].get("labels") or {}).get(JOB_NAME_LABEL, "")
         with self._lock:
             known = self._pod_by_job.get(job_name)
             if kind != "DELETED":

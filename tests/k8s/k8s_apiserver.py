@@ -194,7 +194,9 @@ class Cluster:
         obj.setdefault("status", {})
         if resource == "jobs":  # what the API server defaults and the job controller adds
             template_labels = obj["spec"]["template"].setdefault("metadata", {}).setdefault("labels", {})
-            template_labels.update({"batch.kubernetes.io/controller-uid": metadata["uid"], "batch.kubernetes.io/job-name": name})
+            template_labels.update(
+                {"batch.kubernetes.io/controller-uid": metadata["uid"], "batch.kubernetes.io/job-name": name, "controller-uid": metadata["uid"], "job-name": name}
+            )
             obj["spec"].setdefault("backoffLimit", 6)
             obj["spec"].setdefault("completions", 1)
             obj["spec"].setdefault("parallelism", 1)

@@ -61,7 +61,10 @@ def busybox_binary(workdir: Path) -> Path:
     installed = subprocess.run(["dpkg-query", "-W", "-f=${Status}", "busybox-static"], capture_output=True, text=True)
     if installed.stdout.endswith("installed") and Path("/bin/busybox").exists():
         return Path("/bin/busybox")
-    subprocess.run(["apt-get", "download", "-q", "busybox-static"], cwd=workdir, check=True, capture_output=True)
+    download = ["apt-get", "download", "-q", "busybox-static"]
+    if subprocess.run(download, cwd=workdir, capture_output=True).returncode != 0:  # no package lists yet
+        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)
+        subprocess.run(download, cwd=workdir, check=True, capture_output=True)
     (package,) = workdir.glob("busybox-static_*.deb")
     subprocess.run(["dpkg-deb", "-x", str(package), str(workdir / "extracted")], check=True)
     return workdir / "extracted" / "bin" / "busybox"

@@ -170,17 +170,21 @@ def test_an_expired_watch_relists_and_a_dropped_one_resumes_losing_no_update(ser
 def test_a_crash_with_jobs_in_flight_readopts_every_job_and_reports_each_once(cluster: EmulatedCluster, tmp_path: Path) -> None:
     service = start_k8s_service(tmp_path / "k8s", cluster.kubeconfig)
     try:
-        ids = issue(service, *[spec("sleep 2") for _ in range(5)], spec("exit 3"))
+        ids = issue(service, *[spec("sleep 2") for _ in range(5)], spec("exit 3"), spec("sleep 300"))
         wait_until(lambda: all(jobs_of(cluster, service, job) for job in ids), 30, message="every Job to exist")
         service.kill()
+        (vanishing,) = jobs_of(cluster, service, ids[-1])  # gone while no service watches (e.g. its TTL)
+        cluster.cluster.remove("jobs", NAMESPACE, vanishing["metadata"]["name"])
         service = service.restart()
 
-        updates = collect_updates(service.stub(), 6)
+        updates = collect_updates(service.stub(), 7)
         assert sorted(u.job_id for u in updates) == sorted(ids)
         assert not updates_within(service.stub(), 1.5, after=max(u.sequence for u in updates))
         ours = cluster.jobs(f"batchgate.io/instance={instance_of(service)}")
-        assert sorted(int(job["metadata"]["labels"][SELECTOR_JOB_ID]) for job in ours) == sorted(ids)  # none twice
-        assert {u.job_id: u.exit_status for u in updates}[ids[-1]] == 3
+        assert sorted(int(job["metadata"]["labels"][SELECTOR_JOB_ID]) for job in ours) == sorted(ids[:-1])  # none twice
+        by_id = {u.job_id: u for u in updates}
+        assert all(by_id[job].exit_reason == pb.EXIT_REASON_FINISHED for job in ids[:5]) and by_id[ids[5]].exit_status == 3
+        assert by_id[ids[-1]].exit_reason == pb.EXIT_REASON_MISSING and "no longer in the cluster" in by_id[ids[-1]].message
     finally:
         service.kill()
 
