@@ -36,6 +36,7 @@ CREATE_WORKERS = 8  # creates in flight at once
 TICK = 1.0  # seconds between looks at jobs that wait on a clock (start timeouts, a late pod)
 POD_GRACE = 5.0  # seconds a failed Job waits for its pod's exit code before the pod is asked for
 NODES_MAX_AGE = 30.0
+HEALTH_NAME = "kubernetes-api"
 
 
 @dataclass
@@ -89,9 +90,10 @@ class KubernetesDriver(Driver):
         self._pool.shutdown(wait=False, cancel_futures=True)
         return ()
 
-    def api_calls(self) -> int:
-        """Calls made to the API server so far by the watches (creates and kills aside)."""
-        return self.jobs.calls + self.pods.calls
+    def health(self) -> dict[str, bool]:
+        """"kubernetes-api": both watches are answered (a watch in back-off means the service
+        cannot see its jobs end)."""
+        return {HEALTH_NAME: self.jobs.connected and self.pods.connected}
 
     # ---- capacity -----------------------------------------------------------------------------
 

@@ -49,7 +49,7 @@ class Watcher:
         self._response: Any = None  # the open watch, to cut on stop
         self._stop = threading.Event()
         self.synced = threading.Event()  # set once the first list is in the cache
-        self.calls = 0  # API calls made (lists and watches), for the metrics and the benchmark
+        self.connected = False  # the last list or watch was answered (for the health service)
         self._thread = threading.Thread(target=self._run, name=f"k8s-watch-{name}", daemon=True)
 
     def start(self) -> None:
@@ -97,6 +97,7 @@ class Watcher:
                 self._pause(backoff, error)
 
     def _pause(self, backoff: Backoff, error: BaseException) -> None:
+        self.connected = False
         delay = backoff.next()
         log.warning("%s watch failed (%s); watching again in %.1f s from version %s", self.name, error, delay, self._version)
         self._stop.wait(delay)
@@ -106,7 +107,6 @@ class Watcher:
         page_token: str | None = None
         while True:
             extra = {"_continue": page_token} if page_token else {}
-            self.calls += 1
             with observed(self.backend, f"list {self.name}"):
                 response = self._list_call(**self._call_args, limit=LIST_PAGE, _preload_content=False, **extra)
             page = json.loads(response.data)
@@ -128,10 +128,10 @@ class Watcher:
         for obj in listed.values():
             self._on_event("MODIFIED", obj)
         self._version = version
+        self.connected = True
         self.synced.set()
 
     def _watch_once(self) -> None:
-        self.calls += 1
         with observed(self.backend, f"watch {self.name}", timed=False):
             response = self._list_call(
                 **self._call_args,
@@ -143,6 +143,7 @@ class Watcher:
                 _request_timeout=(10, WATCH_SECONDS + 30),  # a silent, dead connection is noticed too
             )
         self._response = response
+        self.connected = True
         try:
             for line in iter_resp_lines(response):
                 if self._stop.is_set():

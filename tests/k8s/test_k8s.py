@@ -10,6 +10,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harness import RunningService, collect_updates, spec, start_service, updates_within, wait_until
 from k8s_cluster import IMAGE, NAMESPACE, EmulatedCluster, start_k8s_service
 from k8s_apiserver import kubeconfig
@@ -215,6 +216,7 @@ def test_an_api_server_out_of_reach_fails_the_job_saying_so_instead_of_hanging(t
         (update,) = collect_updates(service.stub(), 1)
         assert (update.job_id, update.exit_reason, update.exit_status) == (job, pb.EXIT_REASON_ERROR, 255)
         assert url in update.message and "did not answer" in update.message
+        assert api_health(service) == health_pb2.HealthCheckResponse.NOT_SERVING
     finally:
         service.kill()
 
@@ -343,8 +345,14 @@ def test_a_service_without_an_image_refuses_jobs_that_name_none(cluster: Emulate
 # ---- capacity ---------------------------------------------------------------------------------
 
 
+def api_health(service: RunningService) -> int:
+    check = health_pb2_grpc.HealthStub(service.channel()).Check
+    return check(health_pb2.HealthCheckRequest(service="kubernetes-api")).status
+
+
 def test_capabilities_nodes_and_node_types_come_from_the_node_list(service: RunningService) -> None:
     stub = service.stub()
+    assert api_health(service) == health_pb2.HealthCheckResponse.SERVING
     capabilities = stub.GetCapabilities(pb.GetCapabilitiesRequest())
     assert capabilities.max_cores == 8 and capabilities.max_memory == 16 * 1024**3
     assert [(a.accelerator.kind, a.accelerator.model, a.accelerator.count) for a in capabilities.accelerators] == [("gpu", "tesla-t4", 2)]
