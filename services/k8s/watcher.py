@@ -50,6 +50,7 @@ class Watcher:
         self._stop = threading.Event()
         self.synced = threading.Event()  # set once the first list is in the cache
         self.connected = False  # the last list or watch was answered (for the health service)
+        self._backoff = Backoff()  # between failed calls; reset once one is answered
         self._thread = threading.Thread(target=self._run, name=f"k8s-watch-{name}", daemon=True)
 
     def start(self) -> None:
@@ -80,25 +81,27 @@ class Watcher:
     # ---- the loop ---------------------------------------------------------------------------
 
     def _run(self) -> None:
-        backoff = Backoff()
         while not self._stop.is_set():
             try:
                 if self._version is None:
                     self._relist()
                 self._watch_once()
-                backoff.reset()
             except ApiException as error:
                 if error.status == GONE:
                     log.info("%s watch expired (410 Gone at version %s): listing again", self.name, self._version)
                     self._version = None
                     continue
-                self._pause(backoff, error)
+                self._pause(error)
             except Exception as error:  # a dropped connection, a timeout, a server restarting
-                self._pause(backoff, error)
+                self._pause(error)
 
-    def _pause(self, backoff: Backoff, error: BaseException) -> None:
+    def _answered(self) -> None:
+        self.connected = True
+        self._backoff.reset()
+
+    def _pause(self, error: BaseException) -> None:
         self.connected = False
-        delay = backoff.next()
+        delay = self._backoff.next()
         log.warning("%s watch failed (%s); watching again in %.1f s from version %s", self.name, error, delay, self._version)
         self._stop.wait(delay)
 
@@ -128,7 +131,7 @@ class Watcher:
         for obj in listed.values():
             self._on_event("MODIFIED", obj)
         self._version = version
-        self.connected = True
+        self._answered()
         self.synced.set()
 
     def _watch_once(self) -> None:
@@ -143,7 +146,7 @@ class Watcher:
                 _request_timeout=(10, WATCH_SECONDS + 30),  # a silent, dead connection is noticed too
             )
         self._response = response
-        self.connected = True
+        self._answered()
         try:
             for line in iter_resp_lines(response):
                 if self._stop.is_set():

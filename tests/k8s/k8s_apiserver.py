@@ -24,6 +24,7 @@ The controller plays every other part of the cluster from inside the same proces
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import re
 import socket
@@ -166,7 +167,10 @@ class Cluster:
         with self._lock:
             if version < self._compacted or (self._history and version < self._history[0].version - 1):
                 return None
-            return [event for event in self._history if event.version > version]
+            if not self._history or version >= self._history[-1].version:
+                return []
+            # Versions in the history are consecutive: the first one wanted is at a known place.
+            return list(itertools.islice(self._history, version - self._history[0].version + 1, None))
 
     # ---- writing ------------------------------------------------------------------------
 
@@ -371,21 +375,21 @@ class ApiHandler(BaseHTTPRequestHandler):
         cluster = self.server.cluster
         matches = self._matching(resource, namespace, query)
         deadline = time.monotonic() + float(query.get("timeoutSeconds") or 1800)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        start = query.get("resourceVersion", "")
-        if start in ("", "0"):  # no version: the current objects first, as ADDED
-            with cluster._lock:
-                after = cluster.version
-                initial = [o for o in cluster.objects(resource) if matches(o)]
-            for obj in initial:
-                self._chunk({"type": "ADDED", "object": obj})
-        else:
-            after = int(start)
         self.server.watching.add(self)
         try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            start = query.get("resourceVersion", "")
+            if start in ("", "0"):  # no version: the current objects first, as ADDED
+                with cluster._lock:
+                    after = cluster.version
+                    initial = [o for o in cluster.objects(resource) if matches(o)]
+                for obj in initial:
+                    self._chunk({"type": "ADDED", "object": obj})
+            else:
+                after = int(start)
             while time.monotonic() < deadline and not self.server.stopping:
                 if self in self.server.dropped:
                     return  # the test cut this connection: close it without the final chunk

@@ -146,13 +146,16 @@ def test_an_expired_watch_relists_and_a_dropped_one_resumes_losing_no_update(ser
     stub = service.stub()
     first = issue(service, *[spec("sleep 1", job_set="watch") for _ in range(3)])
     wait_until(lambda: all(jobs_of(cluster, service, job) for job in first), 30, message="the Jobs to exist")
-    lists_before = cluster.cluster.requests.get("GET jobs", 0)
+    requests = cluster.cluster.requests
+    lists_before = requests.get("GET jobs", 0)
+    watches_before = {kind: requests.get(f"WATCH {kind}", 0) for kind in ("jobs", "pods")}
     cluster.cluster.compact()  # every watch's version is now too old: 410 Gone
     cluster.server.drop_watches()
-    wait_until(lambda: cluster.cluster.requests.get("GET jobs", 0) > lists_before, 30, message="the service to list again")
+    wait_until(lambda: requests.get("GET jobs", 0) > lists_before, 30, message="the service to list again")
 
     second = issue(service, *[spec("sleep 1", job_set="watch") for _ in range(3)])
     wait_until(lambda: all(jobs_of(cluster, service, job) for job in second), 30, message="the Jobs to exist")
+    wait_until(lambda: all(requests.get(f"WATCH {k}", 0) > n for k, n in watches_before.items()), 30, message="both watches to reopen")
     lists_before = cluster.cluster.requests.get("GET jobs", 0)
     watches_before = cluster.cluster.requests.get("WATCH jobs", 0)
     assert cluster.server.drop_watches() >= 2  # the connections drop; the history is still there
