@@ -9,8 +9,8 @@ tests use), in one run:
    by the API server), over a window of some seconds each.
 
 The jobs never run: no controller plays the cluster here, so every Job stays live and only the
-service's own calls are counted. Both clients run in processes of their own; the API server runs
-in this one.
+service's own calls are counted. The clients (the loop, the service's issuer) run in processes
+of their own; the API server runs in this one.
 
     .venv/bin/python bench/k8s_throughput.py [--jobs 200] [--seconds 10]
 """
@@ -66,19 +66,38 @@ def plain_loop(config: Path, count: int, scratch: Path, round_number: int) -> fl
     return float(done.stdout.strip())
 
 
+ISSUER = """
+import sys, time
+import grpc
+from batchgate.v1 import batchgate_pb2 as pb, batchgate_pb2_grpc as pb_grpc
+address, count, batched = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "batched"
+stub = pb_grpc.BatchSystemStub(grpc.insecure_channel(address))
+stub.GetCapabilities(pb.GetCapabilitiesRequest())  # connected before the clock starts
+spec = dict(command="true", cores=0.1, memory=64 * 1024**2)
+print(time.time(), flush=True)
+if batched:
+    stub.IssueJobs(pb.IssueJobsRequest(specs=[pb.JobSpec(**spec) for _ in range(count)]))
+else:
+    for _ in range(count):
+        stub.IssueJob(pb.IssueJobRequest(spec=pb.JobSpec(**spec)))
+"""
+
+
 def through_service(service: RunningService, cluster: Cluster, count: int, *, batched: bool) -> float:
     """Seconds from the first IssueJob (or the one IssueJobs) until the service's `count`-th Job
-    is in the API server."""
-    stub = service.stub()
-    before = cluster.size("jobs")
-    started = time.monotonic()
-    if batched:
-        stub.IssueJobs(pb.IssueJobsRequest(specs=[spec("true") for _ in range(count)]))
-    for _ in range(0 if batched else count):
-        stub.IssueJob(pb.IssueJobRequest(spec=spec("true")))
-    while cluster.size("jobs") < before + count:
-        time.sleep(0.002)
-    return time.monotonic() - started
+    is in the API server. The client runs in a process of its own, as the plain loop does."""
+    target = cluster.size("jobs") + count
+    issuer = subprocess.Popen(
+        [sys.executable, "-c", ISSUER, service.address, str(count), "batched" if batched else "single"], stdout=subprocess.PIPE, text=True
+    )
+    assert issuer.stdout is not None
+    started = float(issuer.stdout.readline())
+    version = cluster.version
+    while cluster.size("jobs") < target:
+        version = cluster.wait_for_change(version, 1.0)
+    finished = time.time()
+    issuer.wait()
+    return finished - started
 
 
 def calls_per_second(service: RunningService, cluster: Cluster, live: int, seconds: float) -> None:

@@ -434,6 +434,13 @@ class ApiHttpServer(ThreadingHTTPServer):
         self.stopping = False
         self.lose_create_answers = 0  # creates to carry out without answering (a lost connection)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-request (a killed service) is no error of the server's."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
