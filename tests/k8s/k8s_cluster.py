@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from k8s_apiserver import ApiHttpServer, Cluster, kubeconfig, serve  # noqa: E402
+from k8s_apiserver import ApiHttpServer, Cluster, kubeconfig, selector_matcher, serve  # noqa: E402
 from harness import RunningService, start_service  # noqa: E402
 from k8s_controller import Controller  # noqa: E402
 
@@ -106,8 +106,6 @@ class EmulatedCluster:
         return self.cluster.get("jobs", NAMESPACE, name)
 
     def jobs(self, selector: str = "") -> list[dict[str, object]]:
-        from k8s_apiserver import selector_matcher
-
         matches = selector_matcher(selector)
         return [job for job in self.cluster.objects("jobs", NAMESPACE) if matches(job["metadata"].get("labels") or {})]
 

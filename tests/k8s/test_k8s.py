@@ -17,6 +17,7 @@ from k8s_apiserver import kubeconfig
 from k8s_controller import RUNTIME_LABEL
 
 from batchgate.errors import InvalidArgument, from_rpc_error
+from batchgate.services.k8s.manifest import DNS_LABEL, job_name
 from batchgate.store import Store
 from batchgate.v1 import batchgate_pb2 as pb
 
@@ -398,9 +399,12 @@ def test_a_gateway_sends_jobs_to_local_and_k8s_and_merges_their_updates(service:
 
 
 def test_job_names_are_dns_labels_and_stable() -> None:
-    from batchgate.services.k8s.manifest import DNS_LABEL, job_name
-
     long = job_name(123456789, "0123456789ab", "Ünïcode & a very long name " * 5)
     assert len(long) <= 63 and DNS_LABEL.fullmatch(long) and long.endswith("-0123456789ab-123456789")
     assert job_name(7, "0123456789ab", "") == "batchgate-0123456789ab-7" == job_name(7, "0123456789ab")
     assert job_name(1, "abc", "---") == "batchgate-abc-1"  # a name of nothing usable still makes one
+
+
+def test_a_service_without_credentials_stops_saying_so(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="no Kubernetes credentials"):
+        start_service("k8s", tmp_path / "k8s", "--k8s-kubeconfig", str(tmp_path / "missing-kubeconfig"))
