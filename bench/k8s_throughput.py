@@ -4,7 +4,9 @@ tests use), in one run:
 1. creating 200 Jobs through the service (`batchgate serve k8s`: one IssueJob call per job, as
    Toil issues them, and all in one IssueJobs call; timed until the last Job is in the API
    server) against a plain loop of the official client's `create_namespaced_job` with the same
-   manifests, one after another; the median of three rounds, the three taken in turn;
+   manifests, one after another; the median of three rounds, the three taken in turn; once as
+   the emulator answers (CPU-bound on both sides) and once with 5 ms added to every answer, the
+   order of a real API server's create;
 2. API calls per second the service makes while 1, 100 and 1000 of its jobs are live (counted
    by the API server), over a window of some seconds each.
 
@@ -38,6 +40,9 @@ from batchgate.services.k8s.manifest import Settings, job_manifest  # noqa: E402
 from batchgate.v1 import batchgate_pb2 as pb  # noqa: E402
 
 ROUNDS = 3
+# Added to each answer: none (this machine's CPU alone), and a few milliseconds, the order of a
+# real API server's create (a round trip and an etcd write).
+LATENCIES = [0.0, 0.005]
 LOOP = """
 import json, sys, time
 from kubernetes import client, config
@@ -133,17 +138,20 @@ def main() -> None:
             service = start_service("k8s", scratch / "k8s", "--k8s-kubeconfig", str(config), "--k8s-image", IMAGE)
             try:
                 # Rounds alternate, so both sides see the same noise from the rest of the machine.
-                rates: dict[str, list[float]] = {"loop": [], "single": [], "batched": []}
-                for round_number in range(ROUNDS):
-                    rates["loop"].append(args.jobs / plain_loop(config, args.jobs, scratch, round_number))
-                    rates["single"].append(args.jobs / through_service(service, cluster, args.jobs, batched=False))
-                    rates["batched"].append(args.jobs / through_service(service, cluster, args.jobs, batched=True))
-                loop, single, batched = (statistics.median(rates[name]) for name in ("loop", "single", "batched"))
-                print(f"creating {args.jobs} Jobs, jobs/s (median of {ROUNDS} alternating rounds):")
-                print(f"  plain create_namespaced_job loop        {loop:7.1f}")
-                print(f"  batchgate service, one IssueJob per job {single:7.1f}   ratio {single / loop:.2f}x")
-                print(f"  batchgate service, one IssueJobs call   {batched:7.1f}   ratio {batched / loop:.2f}x")
-                print()
+                for setting, latency in enumerate(LATENCIES):
+                    server.latency = latency
+                    rates: dict[str, list[float]] = {"loop": [], "single": [], "batched": []}
+                    for round_number in range(ROUNDS):
+                        rates["loop"].append(args.jobs / plain_loop(config, args.jobs, scratch, 10 * setting + round_number))
+                        rates["single"].append(args.jobs / through_service(service, cluster, args.jobs, batched=False))
+                        rates["batched"].append(args.jobs / through_service(service, cluster, args.jobs, batched=True))
+                    loop, single, batched = (statistics.median(rates[name]) for name in ("loop", "single", "batched"))
+                    print(f"creating {args.jobs} Jobs, API server answering in +{latency * 1000:.0f} ms, jobs/s (median of {ROUNDS} alternating rounds):")
+                    print(f"  plain create_namespaced_job loop        {loop:7.1f}")
+                    print(f"  batchgate service, one IssueJob per job {single:7.1f}   ratio {single / loop:.2f}x")
+                    print(f"  batchgate service, one IssueJobs call   {batched:7.1f}   ratio {batched / loop:.2f}x")
+                    print()
+                server.latency = 0.0
                 # A fresh service for the live-job figures, so its count starts from zero.
                 service.kill()
                 cluster.compact()

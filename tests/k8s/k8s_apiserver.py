@@ -328,6 +328,8 @@ class ApiHandler(BaseHTTPRequestHandler):
         resource, namespace, name = match["resource"], match["namespace"] or "", match["name"]
         watching = query.get("watch") in ("1", "true")
         cluster.count(f"{'WATCH' if watching else method} {resource}")
+        if self.server.latency and not watching:
+            time.sleep(self.server.latency)  # what a real server's round trip and etcd write take
         try:
             if method == "GET" and name:
                 found = cluster.get(resource, namespace, name)
@@ -434,6 +436,7 @@ class ApiHttpServer(ThreadingHTTPServer):
         self.dropped: set[ApiHandler] = set()
         self.stopping = False
         self.lose_create_answers = 0  # creates to carry out without answering (a lost connection)
+        self.latency = 0.0  # seconds added to every answer but a watch's (for the benchmark)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that went away mid-request (a killed service) is no error of the server's."""
