@@ -261,9 +261,16 @@ class KubernetesDriver(Driver):
 
     def _end(self, job_id: int, ended: Ending) -> None:
         with self._lock:
-            if self._tracked.pop(job_id, None) is None:
+            tracked = self._tracked.pop(job_id, None)
+            if tracked is None:
                 return
+            pod = self._pod_by_job.pop(tracked.name, None)
         self.events.ended(job_id, ended)
+        # Nothing more is read of an ended job: its Job and pod leave the caches (they stay in the
+        # cluster until ttlSecondsAfterFinished), so memory follows the live jobs only.
+        self.jobs.forget(tracked.name)
+        if pod is not None:
+            self.pods.forget(pod["metadata"]["name"])
 
     def _tick(self) -> None:
         """Once the watches have listed the cluster, judge every job (adopted ones have had no

@@ -73,6 +73,11 @@ class Watcher:
         with self._lock:
             return list(self._cache.values())
 
+    def forget(self, name: str) -> None:
+        """Drop an object nothing more will be read of (it comes back if it changes)."""
+        with self._lock:
+            self._cache.pop(name, None)
+
     def remember(self, obj: Object) -> None:
         """Put an object the service itself just created into the cache (the watch confirms it)."""
         with self._lock:
