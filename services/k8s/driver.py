@@ -15,12 +15,11 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from batchgate.driver import Driver, Ending, Job, Limits, SchedulingStatus, SubmittedJob, Verdict
+from batchgate.driver import Driver, Ending, Job, JobEvents, Limits, SchedulingStatus, SubmittedJob, Verdict
 from batchgate.errors import SchedulerError
 from batchgate.v1 import batchgate_pb2 as pb
 
@@ -72,7 +71,7 @@ class KubernetesDriver(Driver):
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
-    def attach(self, events: Any, instance_id: str) -> None:
+    def attach(self, events: JobEvents, instance_id: str) -> None:
         super().attach(events, instance_id)
         selector = f"{LABEL_INSTANCE}={instance_id}"
         where = {"backend": self.name, "selector": selector, "namespace": self.settings.namespace}
