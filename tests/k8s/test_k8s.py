@@ -313,6 +313,20 @@ def test_a_plain_job_runs_as_a_non_root_user_away_from_spot_nodes(cluster: Emula
         service.kill()
 
 
+def test_a_preemptible_job_may_run_on_a_tainted_spot_node_and_others_may_not(service: RunningService, cluster: EmulatedCluster) -> None:
+    stub = service.stub()
+    gpu = [pb.Accelerator(count=1, kind="gpu", model="tesla-t4")]  # only the spot node has GPUs
+    spot, steady = issue(
+        service, spec("true", accelerators=gpu, preemptible=True, job_set="spot"), spec("true", accelerators=gpu, job_set="spot")
+    )
+    (update,) = collect_updates(stub, 1, job_set="spot")
+    assert (update.job_id, update.exit_reason) == (spot, pb.EXIT_REASON_FINISHED)
+    (ran,) = pods_of(cluster, jobs_of(cluster, service, spot)[0]["metadata"]["name"])
+    assert ran["spec"]["nodeName"] == "spot-gpu-1"
+    wait_until(lambda: f"job {steady}" in stub.GetSchedulingStatus(pb.GetSchedulingStatusRequest(job_set="spot")).message, 30)
+    stub.KillJobs(pb.KillJobsRequest(job_ids=[steady]))
+
+
 # ---- bad input --------------------------------------------------------------------------------
 
 
