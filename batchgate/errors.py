@@ -96,6 +96,27 @@ class InsufficientSystemResources(BatchgateError):
         }
 
 
+class StoreUnavailable(BatchgateError):
+    """The service's job store cannot be written now (a full disk, an unwritable file).
+
+    Nothing was recorded: the call may be made again once the operator has made room.
+    """
+
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "STORE_UNAVAILABLE"
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+    @classmethod
+    def because(cls, path: str, problem: object) -> StoreUnavailable:
+        return cls(path, f"the job store {path} cannot be written ({problem}); nothing was recorded, try again later")
+
+    def metadata(self) -> Mapping[str, str]:
+        return {"path": self.path}
+
+
 class AcquisitionTimeoutException(BatchgateError):
     """A resource the service needed (its job store's write lock) could not be acquired in time.
 
@@ -156,6 +177,22 @@ class SchedulerError(BatchgateError):
         return {"backend": self.backend}
 
 
+class LimitExceeded(BatchgateError):
+    """A request goes past one of the service's limits (open streams, jobs in one call...);
+    `limit` names the flag that sets it, so whoever runs the service can raise it."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "LIMIT_EXCEEDED"
+
+    def __init__(self, limit: str, value: int, message: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.value = value
+
+    def metadata(self) -> Mapping[str, str]:
+        return {"limit": self.limit, "value": str(self.value)}
+
+
 class ServiceError(BatchgateError):
     """Any other status, kept with its code and message."""
 
@@ -188,6 +225,13 @@ def abort(context: grpc.ServicerContext, error: BatchgateError) -> NoReturn:
     """End an RPC with the status that `error` maps to (raises, as grpc's abort does)."""
     context.abort_with_status(error.to_status())
     raise AssertionError("abort_with_status returned")
+
+
+async def abort_async(context: grpc.aio.ServicerContext, error: BatchgateError) -> NoReturn:
+    """`abort` for an asyncio server's call."""
+    status = error.to_status()
+    await context.abort(status.code, status.details, status.trailing_metadata)
+    raise AssertionError("abort returned")
 
 
 def from_rpc_error(error: grpc.RpcError) -> BatchgateError:
@@ -229,9 +273,13 @@ def _from_error_info(info: error_details_pb2.ErrorInfo, message: str) -> Batchga
         return AcquisitionTimeoutException(fields.get("resource", ""), float(fields.get("waited_seconds", "0")))
     if info.reason == DeadlockException.reason:
         return DeadlockException(message, fields.get("backend", ""))
+    if info.reason == StoreUnavailable.reason:
+        return StoreUnavailable(fields.get("path", ""), message)
     if info.reason == BackendUnavailable.reason:
         return BackendUnavailable(fields.get("backend", ""), message)
     if info.reason == SchedulerError.reason:
         return SchedulerError(fields.get("backend", ""), message)
+    if info.reason == LimitExceeded.reason:
+        return LimitExceeded(fields.get("limit", ""), int(fields.get("value", "0") or 0), message)
     return None
 

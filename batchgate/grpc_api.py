@@ -1,124 +1,200 @@
-"""The gRPC face of a BatchService: proto in, proto out, errors mapped once (batchgate.errors)."""
+"""The gRPC face of a BatchService, on grpc's asyncio server: proto in, proto out, errors mapped
+once (batchgate.errors).
+
+Unary calls do their work (the store, the driver: both may block) in a thread pool and await it,
+so the event loop only moves messages; IssueJob and IssueJobs go to one thread that records
+concurrent calls with one commit (batchgate/grouped.py); streams are coroutines
+(batchgate/streams.py).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterator
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Executor
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import message_factory
 
 from batchgate import metrics
-from batchgate.errors import BatchgateError, InvalidArgument, abort
-from batchgate.service import BatchService
+from batchgate.errors import BatchgateError, InvalidArgument, LimitExceeded, abort_async
+from batchgate.grouped import Grouped
+from batchgate.service import BatchService, IssueRequest
+from batchgate.streams import Subscribers
 from batchgate.v1 import batchgate_pb2 as pb
-from batchgate.v1 import batchgate_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
+SERVICE = pb.DESCRIPTOR.services_by_name["BatchSystem"]
+
 Request = TypeVar("Request")
 Response = TypeVar("Response")
-Handler = Callable[["BatchSystemServicer", Request, grpc.ServicerContext], Response]
+Work = Callable[["BatchSystemServicer", Request], Response]
+Handler = Callable[["BatchSystemServicer", Request, grpc.aio.ServicerContext], Awaitable[Response]]
 
 
-def unary(method: Handler[Request, Response]) -> Handler[Request, Response]:
-    """Count and time the call, and turn exceptions into statuses: ours keep their code and
-    details, anything else is logged and becomes INTERNAL (the service keeps serving)."""
+def unary(work: Work[Request, Response]) -> Handler[Request, Response]:
+    """An async handler that runs `work` in the servicer's thread pool (see `answer`)."""
 
-    @functools.wraps(method)
-    def handle(self: BatchSystemServicer, request: Request, context: grpc.ServicerContext) -> Response:
-        started = time.perf_counter()
-        code = grpc.StatusCode.OK
-        try:
-            return method(self, request, context)
-        except BatchgateError as error:
-            code = error.code
-            abort(context, error)
-        except Exception:
-            code = grpc.StatusCode.INTERNAL
-            log.exception("%s failed", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"{method.__name__} failed inside the service; see its log")
-            raise  # not reached: abort raises
-        finally:
-            self.service.metrics.observe_call(method.__name__, code.name, time.perf_counter() - started)
+    @functools.wraps(work)
+    async def handle(self: BatchSystemServicer, request: Request, context: grpc.aio.ServicerContext) -> Response:
+        pending = asyncio.get_running_loop().run_in_executor(self.calls, work, self, request)
+        return await self.answer(work.__name__, context, pending)
 
     return handle
 
 
-class BatchSystemServicer(pb_grpc.BatchSystemServicer):
-    def __init__(self, service: BatchService, *, keepalive_seconds: float = 10.0) -> None:
+class BatchSystemServicer:
+    def __init__(
+        self,
+        service: BatchService,
+        subscribers: Subscribers,
+        *,
+        calls: Executor,
+        store_readers: Executor,
+        max_issue_batch: int,
+        keepalive_seconds: float = 10.0,
+    ) -> None:
         self.service = service
+        self.subscribers = subscribers
+        self.calls = calls  # runs every unary call's work
+        self.store_readers = store_readers  # reads the store for streams that fell behind
+        self.max_issue_batch = max_issue_batch
         self.keepalive_seconds = keepalive_seconds
+        # Concurrent IssueJob(s) calls are recorded together: one thread, one commit per group.
+        self.issuer = Grouped(service.issue_each, name=f"{service.name}-issuer")
 
-    @unary
-    def IssueJob(self, request: pb.IssueJobRequest, context: grpc.ServicerContext) -> pb.IssueJobResponse:
-        (job_id,) = self.service.issue([request.spec], batched=False)
+    def close(self) -> None:
+        self.issuer.close()
+
+    async def answer(self, method: str, context: grpc.aio.ServicerContext, pending: Awaitable[Response]) -> Response:
+        """`pending`'s response, the call counted and timed, and exceptions turned into
+        statuses: ours keep their code and details, anything else is logged and becomes
+        INTERNAL (the service keeps serving)."""
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            return await pending
+        except BatchgateError as error:
+            code = error.code
+            await abort_async(context, error)
+        except Exception:
+            code = grpc.StatusCode.INTERNAL
+            log.exception("%s failed", method)
+            await context.abort(grpc.StatusCode.INTERNAL, f"{method} failed inside the service; see its log")
+            raise  # not reached: abort raises
+        finally:
+            self.service.metrics.observe_call(method, code.name, time.perf_counter() - started)
+
+    async def IssueJob(self, request: pb.IssueJobRequest, context: grpc.aio.ServicerContext) -> pb.IssueJobResponse:
+        return await self.answer("IssueJob", context, self._issue(request))
+
+    async def _issue(self, request: pb.IssueJobRequest) -> pb.IssueJobResponse:
+        (job_id,) = await self.issuer(IssueRequest([request.spec], batched=False))
         return pb.IssueJobResponse(job_id=job_id)
 
-    @unary
-    def IssueJobs(self, request: pb.IssueJobsRequest, context: grpc.ServicerContext) -> pb.IssueJobsResponse:
+    async def IssueJobs(self, request: pb.IssueJobsRequest, context: grpc.aio.ServicerContext) -> pb.IssueJobsResponse:
+        return await self.answer("IssueJobs", context, self._issue_many(request))
+
+    async def _issue_many(self, request: pb.IssueJobsRequest) -> pb.IssueJobsResponse:
         if not request.specs:
             return pb.IssueJobsResponse()
-        return pb.IssueJobsResponse(job_ids=self.service.issue(request.specs, batched=True))
+        if len(request.specs) > self.max_issue_batch:
+            raise LimitExceeded(
+                "--max-issue-batch",
+                self.max_issue_batch,
+                f"specs: {len(request.specs)} jobs in one IssueJobs call, more than its limit "
+                f"(--max-issue-batch {self.max_issue_batch}); send them in smaller batches",
+            )
+        return pb.IssueJobsResponse(job_ids=await self.issuer(IssueRequest(request.specs, batched=True)))
 
     @unary
-    def KillJobs(self, request: pb.KillJobsRequest, context: grpc.ServicerContext) -> pb.KillJobsResponse:
+    def KillJobs(self, request: pb.KillJobsRequest) -> pb.KillJobsResponse:
         self.service.kill(request.job_ids)
         return pb.KillJobsResponse()
 
     @unary
-    def ListIssuedJobs(self, request: pb.ListIssuedJobsRequest, context: grpc.ServicerContext) -> pb.ListIssuedJobsResponse:
+    def ListIssuedJobs(self, request: pb.ListIssuedJobsRequest) -> pb.ListIssuedJobsResponse:
         return pb.ListIssuedJobsResponse(job_ids=self.service.issued_job_ids(request.job_set))
 
     @unary
-    def ListRunningJobs(self, request: pb.ListRunningJobsRequest, context: grpc.ServicerContext) -> pb.ListRunningJobsResponse:
+    def ListRunningJobs(self, request: pb.ListRunningJobsRequest) -> pb.ListRunningJobsResponse:
         return pb.ListRunningJobsResponse(seconds_running=self.service.running_jobs(request.job_set))
 
     @unary
-    def GetSchedulingStatus(
-        self, request: pb.GetSchedulingStatusRequest, context: grpc.ServicerContext
-    ) -> pb.GetSchedulingStatusResponse:
+    def GetSchedulingStatus(self, request: pb.GetSchedulingStatusRequest) -> pb.GetSchedulingStatusResponse:
         return self.service.scheduling_status(request.job_set)
 
     @unary
-    def SetEnv(self, request: pb.SetEnvRequest, context: grpc.ServicerContext) -> pb.SetEnvResponse:
+    def SetEnv(self, request: pb.SetEnvRequest) -> pb.SetEnvResponse:
         self.service.set_env(request.name, request.value if request.HasField("value") else None, request.job_set)
         return pb.SetEnvResponse()
 
     @unary
-    def GetCapabilities(self, request: pb.GetCapabilitiesRequest, context: grpc.ServicerContext) -> pb.GetCapabilitiesResponse:
+    def GetCapabilities(self, request: pb.GetCapabilitiesRequest) -> pb.GetCapabilitiesResponse:
         return self.service.capabilities()
 
     @unary
-    def CheckJob(self, request: pb.CheckJobRequest, context: grpc.ServicerContext) -> pb.CheckJobResponse:
+    def CheckJob(self, request: pb.CheckJobRequest) -> pb.CheckJobResponse:
         return self.service.check(request.spec)
 
     @unary
-    def GetNodeTypes(self, request: pb.GetNodeTypesRequest, context: grpc.ServicerContext) -> pb.GetNodeTypesResponse:
+    def GetNodeTypes(self, request: pb.GetNodeTypesRequest) -> pb.GetNodeTypesResponse:
         return pb.GetNodeTypesResponse(node_types=self.service.driver.node_types())
 
     @unary
-    def GetNodes(self, request: pb.GetNodesRequest, context: grpc.ServicerContext) -> pb.GetNodesResponse:
+    def GetNodes(self, request: pb.GetNodesRequest) -> pb.GetNodesResponse:
         nodes = self.service.driver.nodes()
         if request.HasField("preemptible"):
             nodes = [node for node in nodes if node.preemptible == request.preemptible]
         return pb.GetNodesResponse(nodes=nodes)
 
-    def GetUpdatedJob(self, request: pb.GetUpdatedJobRequest, context: grpc.ServicerContext) -> Iterator[pb.GetUpdatedJobResponse]:
+    async def GetUpdatedJob(self, request: pb.GetUpdatedJobRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        """Yields GetUpdatedJobResponses already encoded (see add_to_server)."""
         if request.after_sequence < 0:
-            abort(context, InvalidArgument("after_sequence", f"must be >= 0, not {request.after_sequence}"))
-        updates = self.service.updates
-        cursor = request.after_sequence
-        subscribers = metrics.STREAM_SUBSCRIBERS.labels(self.service.name)
-        subscribers.inc()
+            await abort_async(context, InvalidArgument("after_sequence", f"must be >= 0, not {request.after_sequence}"))
+        peer = context.peer()
         try:
-            last_sent = time.monotonic()
-            while context.is_active() and not updates.closed:
-                batch, cursor = updates.read(cursor, request.job_set, wait=self.keepalive_seconds)
-                if batch or time.monotonic() - last_sent >= self.keepalive_seconds:
-                    yield pb.GetUpdatedJobResponse(updates=batch)  # empty: a keep-alive
-                    last_sent = time.monotonic()
+            self.subscribers.admit(peer)
+        except LimitExceeded as refusal:
+            metrics.STREAMS_REFUSED.labels(self.service.name, refusal.limit).inc()
+            await abort_async(context, refusal)
+        gauge = metrics.STREAM_SUBSCRIBERS.labels(self.service.name)
+        gauge.inc()
+        try:
+            await context.send_initial_metadata(())  # the client can tell the stream is admitted
+            async for message in self.subscribers.follow(
+                request.after_sequence, request.job_set, keepalive=self.keepalive_seconds, store_readers=self.store_readers
+            ):
+                yield message
         finally:
-            subscribers.dec()
+            gauge.dec()
+            self.subscribers.release(peer)
+
+
+def add_to_server(servicer: BatchSystemServicer, server: grpc.aio.Server) -> None:
+    """Register every BatchSystem method, as the generated add_BatchSystemServicer_to_server
+    would, except that GetUpdatedJob's messages go out as the bytes the update log encoded."""
+    handlers: dict[str, grpc.RpcMethodHandler] = {}
+    for method in SERVICE.methods:
+        request_class: Any = message_factory.GetMessageClass(method.input_type)
+        behaviour = getattr(servicer, method.name)
+        if method.server_streaming:
+            handlers[method.name] = grpc.unary_stream_rpc_method_handler(
+                behaviour, request_deserializer=request_class.FromString, response_serializer=_already_encoded
+            )
+        else:
+            response_class: Any = message_factory.GetMessageClass(method.output_type)
+            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                behaviour, request_deserializer=request_class.FromString, response_serializer=response_class.SerializeToString
+            )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE.full_name, handlers),))
+    server.add_registered_method_handlers(SERVICE.full_name, handlers)
+
+
+def _already_encoded(message: bytes) -> bytes:
+    return message

@@ -30,7 +30,12 @@ UPDATE_LAG = Histogram(
     ["backend"],
     buckets=DURATION_BUCKETS,
 )
+STORE_ERRORS = Counter("batchgate_store_errors_total", "Job-store writes that failed (a full disk, a locked file).", ["backend"])
+BACKEND_UP = Gauge("batchgate_backend_up", "Whether a gateway reaches each of its backends (1) or not (0).", ["backend", "target"])
 STREAM_SUBSCRIBERS = Gauge("batchgate_stream_subscribers", "Open GetUpdatedJob streams.", ["backend"])
+STREAMS_REFUSED = Counter(
+    "batchgate_streams_refused_total", "GetUpdatedJob streams refused at a limit, by the flag that sets it.", ["backend", "limit"]
+)
 GRPC_REQUESTS = Counter("batchgate_grpc_requests_total", "gRPC requests handled, by method and status code.", ["backend", "method", "code"])
 GRPC_DURATION = Histogram(
     "batchgate_grpc_request_duration_seconds", "Time to handle unary gRPC requests.", ["backend", "method"], buckets=DURATION_BUCKETS
@@ -51,6 +56,7 @@ class ServiceMetrics:
         self.jobs_issued = JOBS_ISSUED.labels(backend)
         self.jobs_killed = JOBS_KILLED.labels(backend)
         self.queue_wait = QUEUE_WAIT.labels(backend)
+        self.store_errors = STORE_ERRORS.labels(backend)
         self._jobs_ended = {reason: JOBS_ENDED.labels(backend, reason.name) for reason in ExitReason}
         self._jobs_failed = JOBS_FAILED.labels(backend)
         self._job_wall_time = JOB_WALL_TIME.labels(backend)
@@ -77,6 +83,9 @@ class ServiceMetrics:
 
 
 def register_job_gauges(service: BatchService) -> None:
-    """Live-job gauges read from the service's table when scraped (nothing to keep in step)."""
+    """Gauges read when scraped (nothing to keep in step): live jobs from the service's table,
+    and, for a gateway, whether each backend is reachable."""
     for state in (JobState.QUEUED, JobState.SUBMITTED, JobState.RUNNING):
         JOBS_BY_STATE.labels(service.name, state.value).set_function(lambda state=state: service.counts().get(state, 0))
+    for target in service.driver.health():
+        BACKEND_UP.labels(service.name, target).set_function(lambda target=target: float(service.driver.health().get(target, False)))

@@ -15,6 +15,7 @@ SERVICE_MODULES: dict[str, str] = {
     "gateway": "batchgate.gateway",
     "local": "batchgate.services.local",
     "slurm": "batchgate.services.slurm",
+    "lsf": "batchgate.services.lsf",
     "k8s": "batchgate.services.k8s",
 }
 

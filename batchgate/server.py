@@ -7,33 +7,35 @@ Prometheus metrics, shut down gracefully on SIGTERM/SIGINT.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
 import signal
-import threading
-from concurrent import futures
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
 import prometheus_client
+from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from batchgate import logs, registry, units
 from batchgate.config import add_option
-from batchgate.grpc_api import BatchSystemServicer
+from batchgate.grpc_api import BatchSystemServicer, add_to_server
 from batchgate.jobspec import Defaults
 from batchgate.service import BatchService
 from batchgate.store import Store
+from batchgate.streams import StreamLimits, Subscribers
 from batchgate.v1 import batchgate_pb2 as pb
-from batchgate.v1 import batchgate_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BatchSystem"].full_name
 STREAM_KEEPALIVE_SECONDS = 10.0
 HEALTH_INTERVAL_SECONDS = 2.0
+STORE_READERS = 4  # threads reading the store for streams that fell behind the in-memory tail
 
 
 def add_server_arguments(parser: argparse.ArgumentParser, definition: registry.ServiceDefinition) -> None:
@@ -48,7 +50,37 @@ def add_server_arguments(parser: argparse.ArgumentParser, definition: registry.S
     )
     add_option(group, "--state-dir", default=str(Path("var") / definition.name), help="where the service keeps its SQLite store")
     add_option(group, "--ready-file", default="", help="write the bound addresses here (JSON) once serving")
-    add_option(group, "--workers", default=64, type=int, help="gRPC handler threads (each open stream holds one)")
+    add_option(
+        group,
+        "--workers",
+        default=32,
+        type=int,
+        help="threads that do unary calls' blocking work (the store, the driver); open streams hold none",
+    )
+    limits = parser.add_argument_group("limits (past one, a call fails RESOURCE_EXHAUSTED naming the flag)")
+    add_option(limits, "--max-streams", default=10_000, type=int, help="open GetUpdatedJob streams in all")
+    add_option(
+        limits,
+        "--max-streams-per-peer",
+        default=1_000,
+        type=int,
+        help="open GetUpdatedJob streams of one client connection (gRPC's peer: address and port)",
+    )
+    add_option(limits, "--max-issue-batch", default=10_000, type=int, help="jobs in one IssueJobs call")
+    add_option(
+        limits,
+        "--max-message-size",
+        default=4 * 1024**2,
+        type=units.parse_bytes,
+        help="bytes of one gRPC message, either way (e.g. 4M)",
+    )
+    add_option(
+        limits,
+        "--update-tail",
+        default=50_000,
+        type=int,
+        help="latest updates kept in memory for live streams; a stream further behind reads the store",
+    )
     add_option(group, "--tls-cert", default="", help="PEM certificate: serve TLS instead of plaintext")
     add_option(group, "--tls-key", default="", help="PEM private key for --tls-cert")
     add_option(group, "--tls-client-ca", default="", help="PEM CA bundle: require client certificates signed by it")
@@ -71,10 +103,6 @@ def main(service_name: str, argv: list[str]) -> int:
 
 
 def serve(definition: registry.ServiceDefinition, args: argparse.Namespace) -> None:
-    stop_requested = threading.Event()
-    for signal_number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signal_number, lambda *_: stop_requested.set())
-
     driver = definition.build_driver(args)
     store = Store(Path(args.state_dir) / f"{args.name}.sqlite")
     service = BatchService(
@@ -82,53 +110,80 @@ def serve(definition: registry.ServiceDefinition, args: argparse.Namespace) -> N
         store,
         name=args.name,
         defaults=Defaults(cores=args.default_cores, memory=args.default_memory, disk=args.default_disk),
+        update_tail=args.update_tail,
     )
     service.start()
+    try:
+        asyncio.run(_serve(service, args))
+    finally:
+        service.stop()
+        log.info("stopped")
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="grpc"))
-    pb_grpc.add_BatchSystemServicer_to_server(BatchSystemServicer(service, keepalive_seconds=STREAM_KEEPALIVE_SECONDS), server)
-    health_servicer = health.HealthServicer()
+
+async def _serve(service: BatchService, args: argparse.Namespace) -> None:
+    """Serve until SIGTERM or SIGINT, then stop gracefully."""
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signal_number, stop_requested.set)
+
+    calls = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="call")
+    store_readers = ThreadPoolExecutor(max_workers=STORE_READERS, thread_name_prefix="store-reader")
+    server = grpc.aio.server(
+        migration_thread_pool=calls,
+        options=[
+            ("grpc.max_receive_message_length", args.max_message_size),
+            ("grpc.max_send_message_length", args.max_message_size),
+        ],
+    )
+    subscribers = Subscribers(service.updates, loop, StreamLimits(total=args.max_streams, per_peer=args.max_streams_per_peer))
+    servicer = BatchSystemServicer(
+        service,
+        subscribers,
+        calls=calls,
+        store_readers=store_readers,
+        max_issue_batch=args.max_issue_batch,
+        keepalive_seconds=STREAM_KEEPALIVE_SECONDS,
+    )
+    add_to_server(servicer, server)
+    health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     port = _bind(server, args)
-    server.start()
+    await server.start()
     host = args.listen.rsplit(":", 1)[0]
     metrics_address = _start_metrics(args.metrics_listen)
-    health_thread = threading.Thread(
-        target=_report_health, args=(service, health_servicer, stop_requested), name="health", daemon=True
-    )
-    health_thread.start()
+    health_reports = asyncio.create_task(_report_health(service, health_servicer, calls))
     address = f"{host}:{port}"
-    log.info("%s serving on %s (metrics %s, state %s)", args.name, address, metrics_address or "off", store.path)
+    log.info("%s serving on %s (metrics %s, state %s)", args.name, address, metrics_address or "off", service.store.path)
     if args.ready_file:
         _write_ready_file(Path(args.ready_file), {"address": address, "metrics": metrics_address, "pid": os.getpid()})
 
-    # Wake now and then: a signal that the kernel delivers to one of grpc's threads only runs
-    # its Python handler once the main thread executes bytecode again.
-    while not stop_requested.wait(timeout=0.5):
-        pass
+    await stop_requested.wait()
     log.info("shutting down")
-    health_servicer.enter_graceful_shutdown()
+    health_reports.cancel()
+    await health_servicer.enter_graceful_shutdown()
     service.updates.close()  # ends every open stream, so the server need not wait for them
-    server.stop(grace=5).wait()
-    service.stop()
-    log.info("stopped")
+    await server.stop(grace=5)
+    servicer.close()
+    calls.shutdown(wait=False, cancel_futures=True)
+    store_readers.shutdown(wait=False, cancel_futures=True)
 
 
-def _report_health(service: BatchService, health_servicer: health.HealthServicer, stop_requested: threading.Event) -> None:
+async def _report_health(service: BatchService, health_servicer: health_aio.HealthServicer, calls: Executor) -> None:
     """SERVING while the store answers; and, for a gateway, one status per backend by name."""
     statuses = {True: health_pb2.HealthCheckResponse.SERVING, False: health_pb2.HealthCheckResponse.NOT_SERVING}
+    loop = asyncio.get_running_loop()
     while True:
-        store_works = service.store.ping()
+        store_works = await loop.run_in_executor(calls, service.store.ping)
         for name in ("", SERVICE_NAME):
-            health_servicer.set(name, statuses[store_works])
-        for name, healthy in service.driver.health().items():
-            health_servicer.set(name, statuses[healthy])
-        if stop_requested.wait(HEALTH_INTERVAL_SECONDS):
-            return
+            await health_servicer.set(name, statuses[store_works])
+        for name, healthy in (await loop.run_in_executor(calls, service.driver.health)).items():
+            await health_servicer.set(name, statuses[healthy])
+        await asyncio.sleep(HEALTH_INTERVAL_SECONDS)
 
 
-def _bind(server: grpc.Server, args: argparse.Namespace) -> int:
+def _bind(server: grpc.aio.Server, args: argparse.Namespace) -> int:
     if not args.tls_cert:
         return server.add_insecure_port(args.listen)
     credentials = grpc.ssl_server_credentials(

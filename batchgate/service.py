@@ -54,6 +54,14 @@ class LiveJob:
 
 
 @dataclass(frozen=True)
+class IssueRequest:
+    """One IssueJob or IssueJobs call's specs (`batched`: IssueJobs, whose errors name `specs[i]`)."""
+
+    specs: Sequence[pb.JobSpec]
+    batched: bool
+
+
+@dataclass(frozen=True)
 class _Started:
     job_id: int
     backing_id: str | None
@@ -76,12 +84,14 @@ class _Checkpoint:
 class BatchService:
     """What a BatchSystem server does, whatever the scheduler. Also the driver's JobEvents."""
 
-    def __init__(self, driver: Driver, store: Store, *, name: str, defaults: Defaults = Defaults()) -> None:
+    def __init__(
+        self, driver: Driver, store: Store, *, name: str, defaults: Defaults = Defaults(), update_tail: int = 50_000
+    ) -> None:
         self.driver = driver
         self.store = store
         self.name = name
         self.defaults = defaults
-        self.updates = UpdateLog(store)
+        self.updates = UpdateLog(store, tail_size=update_tail)
         self._jobs: dict[int, LiveJob] = {}
         self._jobs_lock = threading.Lock()
         self._issue_lock = threading.Lock()  # id allocation and request-key lookup
@@ -95,6 +105,7 @@ class BatchService:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self.metrics = metrics.ServiceMetrics(name)
+        store.on_write_error = self.metrics.store_errors.inc
         metrics.register_job_gauges(self)
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -183,36 +194,65 @@ class BatchService:
 
         `batched` says the specs came as IssueJobs' `specs` (errors name `specs[i].field`)
         rather than IssueJob's `spec`."""
-        limits = self.driver.limits()  # once per call, not once per spec
-        resolved = [self.resolve(spec, f"specs[{index}]" if batched else "spec", limits) for index, spec in enumerate(specs)]
+        (outcome,) = self.issue_each([IssueRequest(specs, batched)])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def issue_each(self, requests: Sequence[IssueRequest]) -> list[list[int] | Exception]:
+        """Issue several callers' jobs with one commit (a group commit): for each request, its
+        jobs' ids, or why none of its jobs was issued (a request's bad spec fails that request
+        alone; a failed commit, all of them)."""
+        limits = self.driver.limits()  # once per group, not once per spec
+        outcomes: list[list[int] | Exception] = []
+        accepted: list[tuple[int, list[tuple[Job, pb.JobSpec]]]] = []  # (index in outcomes, jobs)
+        for request in requests:
+            try:
+                resolved = [
+                    self.resolve(spec, f"specs[{index}]" if request.batched else "spec", limits)
+                    for index, spec in enumerate(request.specs)
+                ]
+            except Exception as error:  # noqa: BLE001 - this request's answer
+                outcomes.append(error)
+                continue
+            accepted.append((len(outcomes), resolved))
+            outcomes.append([])
+        if not accepted:
+            return outcomes
         now = time.time()
-        with self._issue_lock:
-            known = self.store.job_ids_for_keys(job.request_key for job, _ in resolved if job.request_key)
-            ids: list[int] = []
-            fresh: list[Job] = []
-            rows: list[NewJob] = []
-            for job, spec in resolved:
-                if job.request_key in known:
-                    ids.append(known[job.request_key])
-                    continue
-                job = dataclasses.replace(job, job_id=self._next_job_id)
-                self._next_job_id += 1
-                if job.request_key:
-                    known[job.request_key] = job.job_id
-                ids.append(job.job_id)
-                fresh.append(job)
-                rows.append(NewJob(job.job_id, spec.SerializeToString(), job.job_set, job.request_key))
-            if fresh:
-                self.store.insert_jobs(rows, now)
-                with self._jobs_lock:
-                    for job in fresh:
-                        self._jobs[job.job_id] = LiveJob(job, JobState.QUEUED, now)
+        fresh: list[Job] = []
+        try:
+            with self._issue_lock:
+                keys = (job.request_key for _, resolved in accepted for job, _ in resolved if job.request_key)
+                known = self.store.job_ids_for_keys(keys)
+                rows: list[NewJob] = []
+                for position, resolved in accepted:
+                    ids = outcomes[position]
+                    assert isinstance(ids, list)
+                    for job, spec in resolved:
+                        if job.request_key in known:
+                            ids.append(known[job.request_key])
+                            continue
+                        job = dataclasses.replace(job, job_id=self._next_job_id)
+                        self._next_job_id += 1
+                        if job.request_key:
+                            known[job.request_key] = job.job_id
+                        ids.append(job.job_id)
+                        fresh.append(job)
+                        rows.append(NewJob(job.job_id, spec.SerializeToString(), job.job_set, job.request_key))
+                if fresh:
+                    self.store.insert_jobs(rows, now)
+                    with self._jobs_lock:
+                        for job in fresh:
+                            self._jobs[job.job_id] = LiveJob(job, JobState.QUEUED, now)
+        except Exception as error:  # noqa: BLE001 - nothing was recorded: every request's answer
+            return [error if isinstance(outcome, list) else outcome for outcome in outcomes]
         if fresh:
             self.metrics.jobs_issued.inc(len(fresh))
             with self._dispatch_ready:
                 self._dispatch_queue.extend(job.job_id for job in fresh)
                 self._dispatch_ready.notify()
-        return ids
+        return outcomes
 
     def check(self, spec: pb.JobSpec) -> pb.CheckJobResponse:
         try:
@@ -361,6 +401,7 @@ class BatchService:
 
     def _record_loop(self) -> None:
         last_batch = 0
+        backoff = Backoff()
         while not self._stopping.is_set():
             with self._reports_ready:
                 self._reports_ready.wait_for(lambda: self._reports or self._stopping.is_set())
@@ -372,8 +413,11 @@ class BatchService:
             last_batch = len(reports)
             try:
                 self._record(reports)
-            except Exception:  # a failed commit must not end the recorder; the jobs stay live
-                log.exception("recording job reports failed")
+                backoff.reset()
+            except Exception as error:  # a failed commit must not end the recorder; the reports are kept
+                delay = backoff.next()
+                log.error("recording %d job report(s) failed; trying again in %.1f s: %s", len(reports), delay, error)
+                self._stopping.wait(delay)
 
     def _record(self, reports: list[_Started | _Ended | _Checkpoint]) -> None:
         if not reports:
@@ -381,6 +425,9 @@ class BatchService:
         started: list[tuple[int, str | None, float]] = []
         ended: list[tuple[LiveJob, _Ended]] = []
         checkpoints: dict[str, int] = {}
+        # What the reports change of each job, as it was, should the commit fail.
+        before: dict[int, tuple[LiveJob, JobState, float | None, str]] = {}
+        waits: list[float] = []  # queue waits of the jobs that started
         with self._jobs_lock:
             for report in reports:
                 if isinstance(report, _Checkpoint):
@@ -389,6 +436,7 @@ class BatchService:
                 live = self._jobs.get(report.job_id)
                 if live is None:
                     continue  # killed, or reported twice
+                before.setdefault(report.job_id, (live, live.state, live.started_at, live.backing_id))
                 if isinstance(report, _Started):
                     if live.state in (JobState.QUEUED, JobState.SUBMITTED):
                         live.state = JobState.RUNNING
@@ -396,13 +444,29 @@ class BatchService:
                         if report.backing_id:
                             live.backing_id = report.backing_id
                         started.append((report.job_id, report.backing_id, report.at))
-                        self.metrics.queue_wait.observe(max(0.0, report.at - live.issued_at))
+                        waits.append(max(0.0, report.at - live.issued_at))
                 else:
                     live.state = JobState.ENDED
                     del self._jobs[report.job_id]
                     ended.append((live, report))
-        if started or ended or checkpoints:
+        if not (started or ended or checkpoints):
+            return
+        try:
             self._publish(started, ended, checkpoints)
+        except Exception:
+            # Nothing was committed (a full disk, a locked store): the jobs are as they were, and
+            # the reports wait at the head of the queue for the next try. Nothing is lost.
+            with self._jobs_lock:
+                for job_id, (live, state, started_at, backing_id) in before.items():
+                    if live.state is JobState.KILLED:
+                        continue  # killed meanwhile: gone for good
+                    live.state, live.started_at, live.backing_id = state, started_at, backing_id
+                    self._jobs.setdefault(job_id, live)
+            with self._reports_ready:
+                self._reports.extendleft(reversed(reports))
+            raise
+        for wait in waits:
+            self.metrics.queue_wait.observe(wait)
 
     def _publish(
         self, started: list[tuple[int, str | None, float]], ended: list[tuple[LiveJob, _Ended]], checkpoints: dict[str, int]
@@ -423,10 +487,10 @@ class BatchService:
             )
             if outcome.wall_time is not None:
                 update.wall_time_seconds = outcome.wall_time
-            logged.append(LoggedUpdate(sequence, live.job.job_set, update))
+            logged.append(LoggedUpdate(sequence, live.job.job_set, update.SerializeToString()))
         self.store.record(
             started,
-            [NewUpdate(item.sequence, item.update.job_id, item.job_set, item.update.SerializeToString()) for item in logged],
+            [NewUpdate(item.sequence, live.job.job_id, item.job_set, item.body) for item, (live, _) in zip(logged, ended, strict=True)],
             time.time(),
             checkpoints,
         )

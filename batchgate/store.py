@@ -14,12 +14,12 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from batchgate.errors import AcquisitionTimeoutException
+from batchgate.errors import AcquisitionTimeoutException, StoreUnavailable
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -40,6 +40,8 @@ CREATE TABLE IF NOT EXISTS updates (
     job_set TEXT NOT NULL,
     body BLOB NOT NULL                -- an UpdatedJob
 );
+-- A stream of one job set reads its own updates, not every update since its cursor.
+CREATE INDEX IF NOT EXISTS updates_by_job_set ON updates (job_set, sequence);
 -- SetEnv's variables, by the job set they apply to ('' for every job set).
 CREATE TABLE IF NOT EXISTS set_env (job_set TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (job_set, name));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value NOT NULL);
@@ -92,6 +94,7 @@ class Store:
         self.path = path
         self.lock_timeout = lock_timeout
         self._write_lock = threading.Lock()
+        self.on_write_error: Callable[[], None] = lambda: None  # counts failed writes (metrics)
         self._writer = self._connect()
         self._writer.executescript(SCHEMA)
         self._migrate()
@@ -118,15 +121,26 @@ class Store:
             try:
                 self._writer.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as error:
+                self.on_write_error()
                 if "locked" in str(error) or "busy" in str(error):
                     raise AcquisitionTimeoutException("the job store's write lock", time.monotonic() - started) from error
-                raise
+                raise StoreUnavailable.because(str(self.path), error) from error
             try:
                 yield self._writer
-            except BaseException:
-                self._writer.execute("ROLLBACK")
+            except BaseException as error:
+                with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
+                    self._writer.execute("ROLLBACK")
+                if isinstance(error, sqlite3.OperationalError):  # e.g. "database or disk is full"
+                    self.on_write_error()
+                    raise StoreUnavailable.because(str(self.path), error) from error
                 raise
-            self._writer.execute("COMMIT")
+            try:
+                self._writer.execute("COMMIT")
+            except sqlite3.OperationalError as error:
+                self.on_write_error()
+                with contextlib.suppress(sqlite3.Error):  # a failed COMMIT can leave it open
+                    self._writer.execute("ROLLBACK")
+                raise StoreUnavailable.because(str(self.path), error) from error
 
     def _reader(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._readers, "connection", None)
@@ -253,15 +267,18 @@ class Store:
 
     # ---- updates -----------------------------------------------------------------------------
 
-    def updates_after(self, sequence: int, job_set: str, limit: int) -> list[tuple[int, bytes]]:
+    def updates_after(self, sequence: int, job_set: str, limit: int, *, up_to: int) -> list[tuple[int, bytes]]:
+        """Up to `limit` updates (sequence, body) with sequences in (sequence, up_to], of
+        `job_set` or of all when empty, oldest first."""
         if job_set:
             rows = self._reader().execute(
-                "SELECT sequence, body FROM updates WHERE sequence > ? AND job_set = ? ORDER BY sequence LIMIT ?",
-                (sequence, job_set, limit),
+                "SELECT sequence, body FROM updates WHERE job_set = ? AND sequence > ? AND sequence <= ? ORDER BY sequence LIMIT ?",
+                (job_set, sequence, up_to, limit),
             )
         else:
             rows = self._reader().execute(
-                "SELECT sequence, body FROM updates WHERE sequence > ? ORDER BY sequence LIMIT ?", (sequence, limit)
+                "SELECT sequence, body FROM updates WHERE sequence > ? AND sequence <= ? ORDER BY sequence LIMIT ?",
+                (sequence, up_to, limit),
             )
         return rows.fetchall()
 

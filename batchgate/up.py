@@ -107,7 +107,7 @@ def _start(name: str, state: Path, args: list[str]) -> Child:
     ready_file.unlink(missing_ok=True)
     # -P: not the working directory first on sys.path, where a source checkout would shadow the
     # installed package (whose mapped batchgate.gateway and batchgate.services it lacks).
-    serve = [sys.executable, "-P", "-m", "batchgate.cli", "serve", name]
+    serve = [sys.executable, "-P", "-m", "batchgate.client.cli", "serve", name]
     return Child(
         name, subprocess.Popen([*serve, "--state-dir", str(state_dir), "--ready-file", str(ready_file), *args]), ready_file
     )

@@ -2,7 +2,11 @@
 // Issue N copies of a shell command to a batchgate service and follow the update stream until
 // every one of them has been reported. Built from proto/ alone: no generated code.
 //
-//   node issue-and-follow.js [--address HOST:PORT] [--count N] [--cores C] COMMAND
+//   node issue-and-follow.js [--address HOST:PORT] [--count N] [--cores C] [--wall-time S]
+//                            [--env NAME=VALUE ...] COMMAND
+//
+// --env sets a variable with SetEnv for this run's job set alone; --wall-time gives each job a
+// limit, past which the service stops it and reports EXIT_REASON_TIMELIMIT.
 'use strict';
 
 const path = require('node:path');
@@ -16,7 +20,7 @@ const PROTO_ROOT = path.join(__dirname, '..', '..', 'proto');
 // keepCase: the field names of the .proto; longs as strings: int64 ids lose nothing.
 const LOAD_OPTIONS = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true };
 
-const USAGE = 'usage: issue-and-follow.js [--address HOST:PORT] [--count N] [--cores C] COMMAND';
+const USAGE = 'usage: issue-and-follow.js [--address HOST:PORT] [--count N] [--cores C] [--wall-time S] [--env NAME=VALUE ...] COMMAND';
 
 function parseCommandLine() {
   let parsed;
@@ -26,6 +30,8 @@ function parseCommandLine() {
         address: { type: 'string', default: '127.0.0.1:50051' },
         count: { type: 'string', default: '1' },
         cores: { type: 'string' },
+        'wall-time': { type: 'string' },
+        env: { type: 'string', multiple: true, default: [] },
       },
       allowPositionals: true,
     });
@@ -38,7 +44,13 @@ function parseCommandLine() {
   if (positionals.length !== 1) exitWithUsage('give the command as one argument (quote it)');
   // Cores left out take the service's default; the service checks the number.
   const cores = values.cores === undefined ? undefined : Number(values.cores);
-  return { address: values.address, count, cores, command: positionals[0] };
+  const wallTime = values['wall-time'] === undefined ? undefined : Number(values['wall-time']);
+  const variables = values.env.map((assignment) => {
+    const equals = assignment.indexOf('=');
+    if (equals < 1) exitWithUsage(`--env takes NAME=VALUE, not ${assignment}`);
+    return { name: assignment.slice(0, equals), value: assignment.slice(equals + 1) };
+  });
+  return { address: values.address, count, cores, wallTime, variables, command: positionals[0] };
 }
 
 function exitWithUsage(problem) {
@@ -65,10 +77,14 @@ function describeUpdate(update) {
   return words.join(' ');
 }
 
-async function issueAndFollow(client, { count, cores, command }) {
-  // A job set of our own: the stream then carries only these jobs' updates.
+async function issueAndFollow(client, { count, cores, wallTime, variables, command }) {
+  // A job set of our own: the stream then carries only these jobs' updates, and the variables
+  // reach only these jobs.
   const jobSet = `node-example-${randomUUID()}`;
-  const spec = { command, job_set: jobSet, cores };
+  for (const { name, value } of variables) {
+    await promisify(client.SetEnv.bind(client))({ name, value, job_set: jobSet });
+  }
+  const spec = { command, job_set: jobSet, cores, wall_time_seconds: wallTime };
   const { job_ids: jobIds } = await promisify(client.IssueJobs.bind(client))({ specs: Array(count).fill(spec) });
   console.log(`issued jobs ${jobIds.join(' ')} in job set ${jobSet}`);
 

@@ -63,6 +63,7 @@ class BatchgateBatchSystem(BatchSystemSupport):
         super().__init__(config, maxCores, maxMemory, maxDisk)
         settings = options.Settings.from_config(config)
         self.backend = settings.backend
+        self.wall_time_round_up = settings.wall_time_round_up
         self.client = BatchgateClient(
             settings.address,
             job_set=settings.job_set,
@@ -84,6 +85,7 @@ class BatchgateBatchSystem(BatchSystemSupport):
             name=str(job_desc),
             environment=job_environment or {},  # setEnv's are the service's, for this job set
             backend=self.backend,
+            wall_time_round_up=self.wall_time_round_up,
         )
         try:
             job_id = self.client.issue(spec)
@@ -108,7 +110,14 @@ class BatchgateBatchSystem(BatchSystemSupport):
         """Refuse what Toil's configuration forbids, then ask the service (CheckJob) whether any
         backend could ever run it."""
         super().check_resource_request(requirer)
-        spec = translate.spec_for(CHECK_COMMAND, requirer, name=str(requirer), environment={}, backend=self.backend)
+        spec = translate.spec_for(
+            CHECK_COMMAND,
+            requirer,
+            name=str(requirer),
+            environment={},
+            backend=self.backend,
+            wall_time_round_up=self.wall_time_round_up,
+        )
         verdict = self.client.check(spec)
         if verdict.accepted:
             return

@@ -14,6 +14,9 @@ from toil.batchSystems.options import OptionSetter
 from toil.common import Config
 
 
+DEFAULT_WALL_TIME_ROUND_UP = 60
+
+
 @dataclass(frozen=True)
 class Option:
     flag: str
@@ -44,6 +47,14 @@ OPTIONS = (
         "Backend the gateway should run every job on (e.g. slurm). Default: the gateway chooses "
         "by each job's requirements.",
     ),
+    Option(
+        "--batchgateWallTimeRoundUp",
+        "batchgate_wall_time_round_up",
+        "Seconds: a job's walltime is rounded up to a multiple of this before it becomes the "
+        "backend's limit, so a Toil worker's own start-up never runs into a short limit (and a CWL "
+        "ExpressionTool, whose ToolTimeLimit CWL ignores, is not stopped by one). 0 sends the "
+        "walltime unchanged. Default: 60, whole minutes, as Toil's Slurm batch system does.",
+    ),
     Option("--batchgateTlsCa", "batchgate_tls_ca", "PEM CA bundle to verify the service with; enables TLS."),
     Option("--batchgateTlsCert", "batchgate_tls_cert", "PEM client certificate for mutual TLS (with --batchgateTlsKey)."),
     Option("--batchgateTlsKey", "batchgate_tls_key", "PEM private key of --batchgateTlsCert."),
@@ -71,6 +82,7 @@ class Settings:
     tls_ca: str | None
     tls_cert: str | None
     tls_key: str | None
+    wall_time_round_up: int = DEFAULT_WALL_TIME_ROUND_UP
 
     @classmethod
     def from_config(cls, config: Config) -> Settings:
@@ -87,4 +99,17 @@ class Settings:
             tls_ca=value("batchgate_tls_ca"),
             tls_cert=value("batchgate_tls_cert"),
             tls_key=value("batchgate_tls_key"),
+            wall_time_round_up=seconds(getattr(config, "batchgate_wall_time_round_up", None), "--batchgateWallTimeRoundUp"),
         )
+
+
+def seconds(given: object, flag: str) -> int:
+    if given is None or given == "":
+        return DEFAULT_WALL_TIME_ROUND_UP
+    try:
+        value = int(str(given))
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"{flag} takes a whole number of seconds >= 0, not {given!r}")
+    return value

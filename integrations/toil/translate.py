@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 
 from toil.batchSystems.abstractBatchSystem import (
@@ -42,11 +43,14 @@ def spec_for(
     name: str,
     environment: Mapping[str, str],
     backend: str,
+    wall_time_round_up: int,
 ) -> pb.JobSpec:
     """The JobSpec that runs `command` with `requirer`'s requirements."""
     # Requirers made without a Config (as Toil's own batch-system tests make them) may lack the
     # optional requirements; cores, memory, disk and accelerators they must have.
     walltime: int = getattr(requirer, "walltime", 0)  # 0 means no limit
+    if walltime and wall_time_round_up:
+        walltime = math.ceil(walltime / wall_time_round_up) * wall_time_round_up
     return job_spec(
         command,
         name=name,

@@ -96,7 +96,7 @@ def build_driver(args: argparse.Namespace) -> KubernetesDriver:
 
 SERVICE = ServiceDefinition(
     name="k8s",
-    default_port=50063,
+    default_port=50064,
     description="Run jobs on a Kubernetes cluster as batch/v1 Jobs, through the official client.",
     add_arguments=add_arguments,
     build_driver=build_driver,

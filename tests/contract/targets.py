@@ -77,6 +77,11 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from slurm.contract_target import slurm_target  # noqa: E402  (a real Slurm; see tests/slurm)
 
 TARGETS["slurm"] = slurm_target
+
+from lsf.contract_target import lsf_target  # noqa: E402  (a fake LSF; see tests/lsf)
+
+TARGETS["lsf"] = lsf_target
+
 from k8s.contract_target import gateway_k8s_target, k8s_target  # noqa: E402  (an emulated API server; see tests/k8s)
 
 TARGETS["k8s"] = k8s_target

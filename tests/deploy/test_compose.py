@@ -75,4 +75,11 @@ def test_compose_runs_jobs_in_containers_keeps_them_across_a_restart_and_is_scra
     assert later == job + 1  # ids are never reused
 
     wait_until(lambda: scraped_services() >= {"gateway", "local"}, 60, 1, message="Prometheus to scrape both services")
+    assert len(alert_rules()) == 6  # deploy/prometheus/alerts.yml, loaded
     channel.close()
+
+
+def alert_rules() -> list[str]:
+    with urllib.request.urlopen(f"http://{PROMETHEUS}/api/v1/rules?type=alert", timeout=5) as response:
+        groups = json.loads(response.read())["data"]["groups"]
+    return [rule["name"] for group in groups for rule in group["rules"]]

@@ -69,6 +69,19 @@ def test_issues_the_jobs_and_prints_each_update_once(service_address: str, stub:
     assert {update.exit_status for update in recorded} == {3}  # the command ran as given, through a shell
 
 
+def test_variables_reach_the_run_s_job_set_and_a_wall_time_ends_in_timelimit(service_address: str) -> None:
+    waits_for_greeting = 'test "$GREETING" = "hi there" && sleep 30'
+    run = run_example("--address", service_address, "--env", "GREETING=hi there", "--wall-time", "1", waits_for_greeting)
+    assert run.returncode == 0, run.stderr
+    (update,) = [UPDATE_LINE.match(line) for line in run.stdout.splitlines()[1:]]
+    assert update is not None and update["reason"] == "EXIT_REASON_TIMELIMIT", run.stdout
+
+    # Another run is another job set: the variable is not there, and the test fails at once.
+    run = run_example("--address", service_address, waits_for_greeting)
+    (update,) = [UPDATE_LINE.match(line) for line in run.stdout.splitlines()[1:]]
+    assert update is not None and (update["reason"], update["exit_status"]) == ("EXIT_REASON_FAILED", "1"), run.stdout
+
+
 def test_a_job_too_large_reports_resource_exhausted_with_its_error_info(
     service_address: str, stub: pb_grpc.BatchSystemStub
 ) -> None:

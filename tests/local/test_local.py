@@ -176,7 +176,8 @@ def test_a_job_over_its_wall_time_is_killed_and_says_so(local_service: RunningSe
     stub = local_service.stub()
     stub.IssueJob(pb.IssueJobRequest(spec=spec("sleep 30", wall_time_seconds=0.5)))
     (update,) = collect_updates(stub, 1)
-    assert update.exit_reason == pb.EXIT_REASON_MAXJOBDURATION
+    assert update.exit_reason == pb.EXIT_REASON_TIMELIMIT
+    assert "wall time of 0.5 s" in update.message
     assert update.exit_status == 128 + 9 and 0.5 <= update.wall_time_seconds < 10
 
 

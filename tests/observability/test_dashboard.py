@@ -1,5 +1,6 @@
-"""deploy/: the Prometheus config is valid, and every query of the Grafana dashboard runs against
-a real Prometheus scraping real services (gateway, local and Slurm backends) and finds data."""
+"""deploy/: the Prometheus config is valid, the alert rules pass their unit tests, and every query
+of the Grafana dashboard runs against a real Prometheus scraping real services (gateway, local
+and Slurm backends) and finds data, the alerts panel included."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from batchgate.store import Store  # noqa: E402
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "batchgate.json"
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus.yml"
+ALERT_RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
+ALERT_TESTS = ROOT / "deploy" / "prometheus" / "alerts.test.yml"
 # What Grafana puts in place of the dashboard's variables: every backend, a rate window that
 # holds several scrapes.
 VARIABLES = {"$backend": ".*", "$__rate_interval": "1m"}
@@ -42,8 +45,14 @@ def test_the_prometheus_config_is_valid() -> None:
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+def test_the_alert_rules_pass_their_unit_tests() -> None:
+    tested = subprocess.run(["promtool", "test", "rules", str(ALERT_TESTS)], capture_output=True, text=True)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
 class Prometheus:
-    """A real Prometheus server scraping the given metrics addresses every second."""
+    """A real Prometheus server scraping the given metrics addresses every second, with
+    batchgate's alert rules evaluated every second."""
 
     def __init__(self, state: Path, targets: list[str]) -> None:
         state.mkdir(parents=True)
@@ -52,6 +61,7 @@ class Prometheus:
             json.dumps(  # YAML is a superset of JSON
                 {
                     "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    "rule_files": [str(ALERT_RULES)],
                     "scrape_configs": [{"job_name": "batchgate", "static_configs": [{"targets": targets}]}],
                 }
             )
@@ -99,12 +109,17 @@ class Prometheus:
 
 @pytest.fixture
 def busy_services(tmp_path: Path) -> Iterator[list[RunningService]]:
-    """A gateway in front of a local and a Slurm backend (named "cluster"), after a little of
-    everything: jobs that finish, fail and are killed, on both backends."""
+    """A gateway in front of a local and a Slurm backend (named "cluster"), and of one that is
+    gone (an alert), after a little of everything: jobs that finish, fail and are killed, on both
+    backends that are there."""
     ensure_slurm()
     local = start_service("local", tmp_path / "local", "--cores", "2", "--kill-grace", "1")
     slurm = start_service("slurm", tmp_path / "slurm", "--name", "cluster", "--slurm-poll-interval", "0.2")
-    gateway = start_service("gateway", tmp_path / "gateway", "--backends", f"local={local.address},cluster={slurm.address}")
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        gone = f"127.0.0.1:{unused.getsockname()[1]}"
+    backends = f"local={local.address},cluster={slurm.address},gone={gone}"
+    gateway = start_service("gateway", tmp_path / "gateway", "--backends", backends)
     services = [gateway, local, slurm]
     try:
         stub = gateway.stub()
@@ -150,5 +165,10 @@ def test_every_dashboard_query_finds_data(busy_services: list[RunningService], t
         assert set(backends) == {"gateway", "local", "cluster"}  # type: ignore[arg-type]
         commands = prometheus.query("batchgate_scheduler_commands_total")
         assert {series["metric"]["backend"] for series in commands} == {"cluster"}  # type: ignore[index]
+        # The one backend that is gone is the one alert, and only it.
+        alerts = prometheus.query('ALERTS{alertname=~"Batchgate.*"}')
+        assert {(a["metric"]["alertname"], a["metric"].get("target")) for a in alerts} == {  # type: ignore[index]
+            ("BatchgateBackendUnreachable", "gone")
+        }
     finally:
         prometheus.stop()

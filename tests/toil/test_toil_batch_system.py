@@ -16,7 +16,7 @@ from toil.batchSystems.abstractBatchSystem import BatchJobExitReason, Insufficie
 from toil.common import Config
 from toil.job import JobDescription, Requirer
 
-from batchgate.client import BatchgateClient
+from batchgate.client import BatchgateClient, job_spec
 from toil_batch_system_batchgate.batch_system import BatchgateBatchSystem
 
 GIB = 1024**3
@@ -28,6 +28,7 @@ def batch_system(address: str, workflow_id: str | None = None) -> BatchgateBatch
     config = Config()
     config.workflowID = workflow_id or str(uuid.uuid4())
     config.batchgate_address = address
+    config.batchgate_wall_time_round_up = 0  # walltime as given: these tests ask for seconds
     return BatchgateBatchSystem(config, maxCores=64, maxMemory=64 * GIB, maxDisk=64 * GIB)
 
 
@@ -60,6 +61,27 @@ def test_workflows_sharing_a_service_never_see_each_others_jobs(batchgate_addres
     finally:
         first.shutdown()
         second.shutdown()
+
+
+def test_set_env_reaches_the_workflow_s_own_jobs_alone(batchgate_address: str, tmp_path: Path) -> None:
+    red, blue = batch_system(batchgate_address), batch_system(batchgate_address)
+    try:
+        red.setEnv("COLOUR", "red")
+        blue.setEnv("COLOUR", "blue")
+        for plugin, name in ((red, "red"), (blue, "blue")):
+            plugin.issueBatchJob(f'printf %s "$COLOUR" > {tmp_path / name}', description(name))
+            update = plugin.getUpdatedBatchJob(maxWait=60)
+            assert update is not None and update.exitStatus == 0
+        assert (tmp_path / "red").read_text() == "red"
+        assert (tmp_path / "blue").read_text() == "blue"
+        # Kept by the service for the workflow, not sent with each job.
+        with BatchgateClient(batchgate_address, job_set=red.config.workflowID) as service:
+            job_id = service.issue(job_spec(f'printf %s "$COLOUR" > {tmp_path / "direct"}'))
+            assert job_id in {update.job_id for update in service.updates(after_sequence=0, timeout=5)}
+        assert (tmp_path / "direct").read_text() == "red"
+    finally:
+        red.shutdown()
+        blue.shutdown()
 
 
 def test_a_restarted_leader_answers_only_for_the_jobs_it_issued(batchgate_address: str) -> None:

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 from toil.common import Config
-from toil.job import Job
+from toil.job import Job, Requirer
 
 from toil_batch_system_batchgate.options import OPTIONS, Settings
+from toil_batch_system_batchgate.translate import spec_for
 
 
 def config_from(arguments: list[str]) -> Config:
@@ -43,3 +44,21 @@ def test_the_job_set_is_the_workflow_id_unless_given(tmp_path: Path) -> None:
     config = config_from([str(tmp_path / "jobstore"), "--batchgateJobSet", "shared-set"])
     config.workflowID = "workflow-1"
     assert Settings.from_config(config).job_set == "shared-set"
+
+
+@pytest.mark.parametrize(("walltime", "round_up", "sent"), [(3, None, 60.0), (61, "60", 120.0), (3, "0", 3.0), (0, None, None)])
+def test_walltime_is_rounded_up_to_whole_minutes_unless_told(tmp_path: Path, walltime: int, round_up: str | None, sent: float | None) -> None:
+    flags = ["--batchgateWallTimeRoundUp", round_up] if round_up is not None else []
+    config = config_from([str(tmp_path / "jobstore"), *flags])
+    config.workflowID = "workflow-1"
+    settings = Settings.from_config(config)
+    requirer = Requirer({"cores": 1, "memory": 1024, "disk": 1024, "accelerators": [], "walltime": walltime})
+    spec = spec_for("true", requirer, name="j", environment={}, backend="", wall_time_round_up=settings.wall_time_round_up)
+    assert (spec.wall_time_seconds if spec.HasField("wall_time_seconds") else None) == sent
+
+
+def test_a_bad_round_up_names_the_flag(tmp_path: Path) -> None:
+    config = config_from([str(tmp_path / "jobstore"), "--batchgateWallTimeRoundUp", "-5"])
+    config.workflowID = "workflow-1"
+    with pytest.raises(ValueError, match="--batchgateWallTimeRoundUp takes a whole number of seconds"):
+        Settings.from_config(config)

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from toil.batchSystems.abstractBatchSystem import InsufficientSystemResources
 from toil.common import Toil
+from toil.exceptions import FailedJobsException
 from toil.job import Job
-from toil_jobs import SMALL, fan_out, noop
+from toil_jobs import SMALL, fan_out, noop, sleep_for
 
 from batchgate.client import BatchgateClient
 
@@ -59,3 +60,20 @@ def test_a_job_larger_than_the_backend_fails_at_issue(
     assert refused.value.requested == requested
     assert refused.value.available == available
     assert refused.value.batch_system == "batchgate backend 'local'"
+
+
+@pytest.mark.slow
+def test_a_job_over_its_wall_time_is_timelimit_in_toils_log_and_double_time_answers(tmp_path: Path, batchgate_address: str) -> None:
+    log_file = tmp_path / "toil.log"
+    # Walltime as given (the plugin rounds it up to a whole minute unless told otherwise).
+    options = toil_options(
+        tmp_path, batchgate_address, "--retryCount", "1", "--doubleTime", "True", "--logFile", str(log_file),
+        "--batchgateWallTimeRoundUp", "0",
+    )  # fmt: skip
+    with Toil(options) as toil:
+        with pytest.raises(FailedJobsException):
+            toil.start(Job.wrapJobFn(sleep_for, 60, walltime=3, **SMALL))
+
+    log = log_file.read_text()
+    assert log.count("Exit reason: TIMELIMIT") == 2, log  # the first attempt, then the retry
+    assert "We have doubled the walltime of the failed job" in log

@@ -3,6 +3,7 @@ name, so it lives apart from the tests and imports nothing from them."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from toil.job import Job
@@ -37,3 +38,8 @@ def fail_first_attempt(job: Job, attempts_log: str) -> int:
 
 def noop(job: Job) -> None:
     """Does nothing; what it asks for is the point."""
+
+
+def sleep_for(job: Job, seconds: float) -> None:
+    """Outlasts a wall time shorter than `seconds`."""
+    time.sleep(seconds)

@@ -3,6 +3,7 @@
     batchgate serve local --listen 127.0.0.1:50061   run a service (its own flags follow its name)
     batchgate submit --cores 1 --memory 2G -- python3 train.py --epochs 3
     batchgate watch --count 1                        follow the updates
+    batchgate setenv --job-set wf-1 GREETING=hi      a variable for a job set's later jobs
     batchgate --json ls --running                    any answer as JSON (protobuf's JSON mapping)
 """
 
@@ -20,8 +21,8 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from batchgate import config, registry
-from batchgate.client import DEFAULT_ADDRESS, BatchgateClient, job_spec
-from batchgate.client_format import (
+from batchgate.client.batch_client import DEFAULT_ADDRESS, BatchgateClient, job_spec
+from batchgate.client.formatting import (
     UpdateTally,
     describe_capabilities,
     describe_check,
@@ -115,6 +116,11 @@ def build_parser() -> Parser:
     watch.add_argument("--job-set", default="", help="only this job set")
     watch.add_argument("--count", type=positive_int, help="stop after this many updates")
     watch.set_defaults(run=run_watch)
+
+    setenv = commands.add_parser("setenv", help="set (NAME=VALUE) or unset (NAME) a variable for later jobs")
+    setenv.add_argument("assignment", metavar="NAME[=VALUE]")
+    setenv.add_argument("--job-set", default="", help="for this job set's jobs alone (default: every job)")
+    setenv.set_defaults(run=run_setenv)
 
     commands.add_parser("status", help="why queued jobs wait").set_defaults(run=run_status)
     commands.add_parser("caps", help="the backend's name, limits and features").set_defaults(run=run_caps)
@@ -222,6 +228,12 @@ def run_watch(client: BatchgateClient, args: argparse.Namespace) -> int:
             show(args, update, describe_update)
     finally:
         print(f"batchgate: {tally}", file=sys.stderr)
+    return 0
+
+
+def run_setenv(client: BatchgateClient, args: argparse.Namespace) -> int:
+    name, equals, value = args.assignment.partition("=")
+    client.set_env(name, value if equals else None)
     return 0
 
 

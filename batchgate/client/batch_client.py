@@ -23,7 +23,7 @@ import grpc
 from google.protobuf.message import Message
 
 from batchgate import units
-from batchgate.client_updates import UpdateFeed
+from batchgate.client.updates import UpdateFeed
 from batchgate.errors import DeadlockException, InvalidArgument, ServiceError, from_rpc_error
 from batchgate.jobspec import BACKEND_OPTION_FIELDS
 from batchgate.v1 import batchgate_pb2 as pb

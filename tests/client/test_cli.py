@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from harness import RunningService, wait_until
 
-from batchgate.cli import main
+from batchgate.client.cli import main
 from batchgate.errors import InsufficientSystemResources
 from batchgate.v1 import batchgate_pb2 as pb
 from scripted_service import ScriptedServicer, start_server
@@ -131,7 +131,7 @@ def test_submit_then_watch_reports_how_each_job_ended(local_service: RunningServ
     watched = batchgate(local_service, "watch", "--job-set", "t", "--count", "3")
     assert watched.returncode == 0, watched.stderr
     ended = {int(fields[1]): (fields[2], fields[3]) for fields in (line.split("\t") for line in watched.stdout.splitlines())}
-    assert ended == {failing: ("FINISHED", "3"), **{job_id: ("FINISHED", "0") for job_id in succeeding}}
+    assert ended == {failing: ("FAILED", "3"), **{job_id: ("FINISHED", "0") for job_id in succeeding}}
     assert "2 succeeded, 1 failed" in watched.stderr
 
 
@@ -144,6 +144,22 @@ def test_the_words_of_a_command_reach_the_job_intact(local_service: RunningServi
     assert batchgate(local_service, "watch", "--count", "2").returncode == 0
     assert (tmp_path / "words").read_text() == "a b|$HOME|it's|*|"
     assert (tmp_path / "greeting").read_text() == "hello  world\n"
+
+
+def test_setenv_gives_a_job_set_its_own_variables(local_service: RunningService, tmp_path: Path) -> None:
+    assert batchgate(local_service, "setenv", "--job-set", "a", "COLOUR=red").returncode == 0
+    assert batchgate(local_service, "setenv", "COLOUR=grey").returncode == 0
+    report = 'printf %s "$COLOUR" > colour-'
+    for job_set in ("a", "b"):
+        submitted_ids(batchgate(local_service, "submit", "--cwd", str(tmp_path), "--job-set", job_set, "--", report + job_set))
+    assert batchgate(local_service, "watch", "--count", "2").returncode == 0
+    assert (tmp_path / "colour-a").read_text() == "red"
+    assert (tmp_path / "colour-b").read_text() == "grey"
+
+    assert batchgate(local_service, "setenv", "--job-set", "a", "COLOUR").returncode == 0  # unset: a gets grey
+    submitted_ids(batchgate(local_service, "submit", "--cwd", str(tmp_path), "--job-set", "a", "--", report + "a"))
+    assert batchgate(local_service, "watch", "--after", "2", "--count", "1").returncode == 0
+    assert (tmp_path / "colour-a").read_text() == "grey"
 
 
 def test_kill_ends_a_running_job(local_service: RunningService) -> None:
