@@ -92,7 +92,8 @@ class KubernetesDriver(Driver):
     def health(self) -> dict[str, bool]:
         """"kubernetes-api": both watches are answered (a watch in back-off means the service
         cannot see its jobs end)."""
-        return {HEALTH_NAME: self.jobs.connected and self.pods.connected}
+        attached = hasattr(self, "jobs")  # the kit asks for the names before attaching
+        return {HEALTH_NAME: attached and self.jobs.connected and self.pods.connected}
 
     # ---- capacity -----------------------------------------------------------------------------
 
