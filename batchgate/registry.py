@@ -17,6 +17,7 @@ SERVICE_MODULES: dict[str, str] = {
     "slurm": "batchgate.services.slurm",
     "lsf": "batchgate.services.lsf",
     "mesos": "batchgate.services.mesos",
+    "k8s": "batchgate.services.k8s",
 }
 
 

@@ -94,3 +94,8 @@ from mesos.contract_target import mesos_gateway_target, mesos_target  # noqa: E4
 
 TARGETS["mesos"] = mesos_target
 TARGETS["mesos-gateway"] = mesos_gateway_target
+
+from k8s.contract_target import gateway_k8s_target, k8s_target  # noqa: E402  (an emulated API server; see tests/k8s)
+
+TARGETS["k8s"] = k8s_target
+TARGETS["gateway-k8s"] = gateway_k8s_target
