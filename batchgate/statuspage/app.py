@@ -239,7 +239,12 @@ class OverviewFeed:
 
     async def _refresh(self) -> None:
         while self._watchers:
-            overview = await self.current()
+            try:
+                overview = await self.current()
+            except Exception:  # noqa: BLE001 - a driver or store that fails once: look again
+                log.warning("the status page could not read the overview", exc_info=True)
+                await asyncio.sleep(OVERVIEW_INTERVAL_SECONDS)
+                continue
             if overview != self._latest:
                 async with self._changed:
                     self._latest = overview
