@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "slurm"))
 from slurm_cluster import cancel_tagged, ensure_slurm  # noqa: E402
 
-BROWSER_WAIT = 30.0
+BROWSER_WAIT = 60.0  # generous: Slurm starts jobs slowly on a loaded machine
 
 
 @dataclass
