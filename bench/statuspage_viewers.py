@@ -118,7 +118,11 @@ def main() -> None:
         finally:
             service.stop()
     ratios = [watched / alone for watched, alone in zip(rates["viewers"], rates["none"], strict=True)]
-    print(f"status page viewers: local backend, {args.jobs} trivial jobs x {args.rounds} rounds, IssueJobs x{args.batch}, {os.cpu_count()} cores")
+    load = os.getloadavg()[0]
+    print(
+        f"status page viewers: local backend, {args.jobs} trivial jobs x {args.rounds} rounds, IssueJobs x{args.batch}, "
+        f"{os.cpu_count()} cores (load average {load:.1f}: the viewers share them)"
+    )
     print(f"  no viewer             {statistics.median(rates['none']):7.0f} jobs/s")
     print(
         f"  {args.viewers} viewers on /events {statistics.median(rates['viewers']):7.0f} jobs/s  "
