@@ -252,6 +252,13 @@ class Store:
         )
         return [StoredJob(row[0], row[1], JobState(row[2]), row[3], row[4], row[5]) for row in rows]
 
+    def job(self, job_id: int) -> StoredJob | None:
+        """One job, whatever its state (None if this store never issued it)."""
+        row = self._reader().execute(
+            "SELECT job_id, spec, state, backing_id, issued_at, started_at FROM jobs WHERE job_id = ?", (job_id,)
+        ).fetchone()
+        return None if row is None else StoredJob(row[0], row[1], JobState(row[2]), row[3], row[4], row[5])
+
     def checkpoints(self) -> dict[str, int]:
         return dict(self._writer.execute("SELECT key, value FROM checkpoints").fetchall())
 

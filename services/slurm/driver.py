@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import shlex
 from collections.abc import Iterable, Sequence
@@ -182,6 +183,9 @@ class NodeRow:
 class SlurmDriver(CommandLineDriver):
     kind = "slurm"
     options_field = "slurm"
+    # sbatch --output/--error write the job's files, which this service reads: on one machine as
+    # they are; on a cluster the kit's --output-dir must be a directory the nodes share.
+    output_files = True
     states = STATES
     transient_errors = TRANSIENT_ERRORS
 
@@ -249,6 +253,10 @@ class SlurmDriver(CommandLineDriver):
             argv.append(f"--chdir={job.working_directory}")
         argv += options.extra_args
         return Command(argv, stdin=batch_script(job))
+
+    def output_file(self, job: Job, path: str) -> str:
+        # sbatch takes a relative path as relative to the job's working directory.
+        return os.path.join(job.working_directory, path) if job.working_directory else path
 
     def parse_submitted(self, stdout: str) -> str:
         return stdout.strip().split(";")[0]  # "<id>" or "<id>;<cluster>"
