@@ -200,7 +200,8 @@ class BatchSystemServicer:
 
 def add_to_server(servicer: BatchSystemServicer, server: grpc.aio.Server) -> None:
     """Register every BatchSystem method, as the generated add_BatchSystemServicer_to_server
-    would, except that GetUpdatedJob's messages go out as the bytes the update log encoded."""
+    would, except that streams yield their messages encoded (GetUpdatedJob's as the update log
+    encoded them)."""
     handlers: dict[str, grpc.RpcMethodHandler] = {}
     for method in SERVICE.methods:
         request_class: Any = message_factory.GetMessageClass(method.input_type)

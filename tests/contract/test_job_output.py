@@ -61,6 +61,8 @@ def test_following_a_job_streams_what_it_writes_until_it_ends(target: Target, tm
     # Following a job that has ended gives what it wrote, and ends.
     follow_stderr = pb.GetJobOutputRequest(job_id=job_id, stream=STDERR, follow=True)
     assert b"".join(response.data for response in target.stub().GetJobOutput(follow_stderr, timeout=30)) == b"done\n"
+    follow_the_tail = pb.GetJobOutputRequest(job_id=job_id, tail_bytes=6, follow=True)
+    assert b"".join(response.data for response in target.stub().GetJobOutput(follow_the_tail, timeout=30)) == b"ended\n"
 
 
 def test_a_job_whose_output_is_not_there_says_why(target: Target, tmp_path: Path) -> None:
