@@ -30,7 +30,7 @@ from typing import ClassVar, Protocol
 from google.protobuf.message import Message
 
 from batchgate.endings import Ending, Verdict
-from batchgate.errors import NoOutput
+from batchgate.errors import NoOutput, Unsupported
 from batchgate.v1 import batchgate_pb2 as pb
 
 __all__ = ["Ending", "Verdict"]  # what drivers report ends with, from batchgate.endings
@@ -234,6 +234,16 @@ class Driver(abc.ABC):
 
     def nodes(self) -> list[pb.Node]:
         return []
+
+    def ignore_node(self, name: str, ignored: bool, backend: str = "") -> None:
+        """Start no more jobs on node `name` (as `nodes` names it), or start them there again;
+        running jobs finish. Raises errors.UnknownNode, or errors.Unsupported where the
+        scheduler cannot be told (the default). `backend` is for a router."""
+        raise Unsupported(self.name, f"backend {self.name!r} ({self.kind}) cannot keep jobs off a node")
+
+    def node_in_use(self, name: str, backend: str = "") -> int:
+        """How many of this service's jobs run on node `name`. Raises as `ignore_node`."""
+        raise Unsupported(self.name, f"backend {self.name!r} ({self.kind}) does not say which node runs which job")
 
     def close(self) -> Sequence[int]:
         """Stop background work, on a graceful shutdown.

@@ -96,6 +96,27 @@ class InsufficientSystemResources(BatchgateError):
         }
 
 
+class StoreUnavailable(BatchgateError):
+    """The service's job store cannot be written now (a full disk, an unwritable file).
+
+    Nothing was recorded: the call may be made again once the operator has made room.
+    """
+
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "STORE_UNAVAILABLE"
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+    @classmethod
+    def because(cls, path: str, problem: object) -> StoreUnavailable:
+        return cls(path, f"the job store {path} cannot be written ({problem}); nothing was recorded, try again later")
+
+    def metadata(self) -> Mapping[str, str]:
+        return {"path": self.path}
+
+
 class AcquisitionTimeoutException(BatchgateError):
     """A resource the service needed (its job store's write lock) could not be acquired in time.
 
@@ -170,6 +191,33 @@ class LimitExceeded(BatchgateError):
 
     def metadata(self) -> Mapping[str, str]:
         return {"limit": self.limit, "value": str(self.value)}
+class UnknownNode(BatchgateError):
+    """A node the backend does not have."""
+
+    code = grpc.StatusCode.NOT_FOUND
+    reason = "UNKNOWN_NODE"
+
+    def __init__(self, backend: str, node: str) -> None:
+        super().__init__(f"backend {backend!r} has no node named {node!r}")
+        self.backend = backend
+        self.node = node
+
+    def metadata(self) -> Mapping[str, str]:
+        return {"backend": self.backend, "node": self.node}
+
+
+class Unsupported(BatchgateError):
+    """An operation this backend cannot do (e.g. steering jobs away from a node)."""
+
+    code = grpc.StatusCode.UNIMPLEMENTED
+    reason = "UNSUPPORTED"
+
+    def __init__(self, backend: str, message: str) -> None:
+        super().__init__(message)
+        self.backend = backend
+
+    def metadata(self) -> Mapping[str, str]:
+        return {"backend": self.backend}
 
 
 class JobNotFound(BatchgateError):
@@ -280,12 +328,18 @@ def _from_error_info(info: error_details_pb2.ErrorInfo, message: str) -> Batchga
         return AcquisitionTimeoutException(fields.get("resource", ""), float(fields.get("waited_seconds", "0")))
     if info.reason == DeadlockException.reason:
         return DeadlockException(message, fields.get("backend", ""))
+    if info.reason == StoreUnavailable.reason:
+        return StoreUnavailable(fields.get("path", ""), message)
     if info.reason == BackendUnavailable.reason:
         return BackendUnavailable(fields.get("backend", ""), message)
     if info.reason == SchedulerError.reason:
         return SchedulerError(fields.get("backend", ""), message)
     if info.reason == LimitExceeded.reason:
         return LimitExceeded(fields.get("limit", ""), int(fields.get("value", "0") or 0), message)
+    if info.reason == UnknownNode.reason:
+        return UnknownNode(fields.get("backend", ""), fields.get("node", ""))
+    if info.reason == Unsupported.reason:
+        return Unsupported(fields.get("backend", ""), message)
     if info.reason == JobNotFound.reason:
         return JobNotFound(int(fields.get("job_id", "0") or 0), message)
     if info.reason == NoOutput.reason:

@@ -154,6 +154,27 @@ class BatchSystemServicer:
             nodes = [node for node in nodes if node.preemptible == request.preemptible]
         return pb.GetNodesResponse(nodes=nodes)
 
+    @unary
+    def IgnoreNode(self, request: pb.IgnoreNodeRequest) -> pb.IgnoreNodeResponse:
+        self.service.driver.ignore_node(self._node_name(request), not request.unignore, self._node_backend(request))
+        return pb.IgnoreNodeResponse()
+
+    @unary
+    def GetNodeInUse(self, request: pb.GetNodeInUseRequest) -> pb.GetNodeInUseResponse:
+        running = self.service.driver.node_in_use(self._node_name(request), self._node_backend(request))
+        return pb.GetNodeInUseResponse(in_use=running > 0, running_jobs=running)
+
+    @staticmethod
+    def _node_name(request: pb.IgnoreNodeRequest | pb.GetNodeInUseRequest) -> str:
+        if not request.name:
+            raise InvalidArgument("name", "must name a node, as GetNodes does")
+        return request.name
+
+    def _node_backend(self, request: pb.IgnoreNodeRequest | pb.GetNodeInUseRequest) -> str:
+        if request.backend and not self.service.driver.routes and request.backend not in (self.service.name, self.service.driver.kind):
+            raise InvalidArgument("backend", f"this is backend {self.service.name!r}, not {request.backend!r}")
+        return request.backend
+
     async def GetUpdatedJob(self, request: pb.GetUpdatedJobRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         """Yields GetUpdatedJobResponses already encoded (see add_to_server)."""
         if request.after_sequence < 0:

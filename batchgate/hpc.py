@@ -1,4 +1,4 @@
-"""What every command-line batch scheduler shares (Slurm now, LSF next).
+"""What every command-line batch scheduler shares (Slurm, LSF).
 
 After Funnel's compute/hpc_backend.go, a scheduler is mostly data: the submit command for a job,
 one queue query and its parser, a history query for jobs that have left the queue, the cancel
@@ -21,6 +21,9 @@ import abc
 import collections
 import enum
 import logging
+import os
+import re
+import shlex
 import subprocess
 import threading
 import time
@@ -31,8 +34,9 @@ from typing import ClassVar, Generic, TypeVar
 
 from batchgate import metrics
 from batchgate.backoff import Backoff
-from batchgate.driver import Driver, Ending, Job, JobEvents, SchedulingStatus, SubmittedJob, Verdict
-from batchgate.errors import SchedulerError
+from batchgate.driver import AcceleratorRequest, Driver, Ending, Job, JobEvents, Limits, SchedulingStatus, SubmittedJob, Verdict
+from batchgate.errors import InvalidArgument, SchedulerError
+from batchgate.v1 import batchgate_pb2 as pb
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,8 @@ KILL_CHECK_INTERVAL = 0.2
 MISSES_BEFORE_MISSING = 3
 SUB_SECOND_WALL_TIME = 0.5
 RAN_TO_THE_END = frozenset({Verdict.EXITED, Verdict.FAILED, Verdict.OUT_OF_MEMORY})
+LIMITS_MAX_AGE = 300.0  # seconds; limits are asked at every issue, and hosts rarely change
+SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class Phase(enum.Enum):
@@ -66,18 +72,26 @@ class NativeStatus:
     started_at: float | None = None  # epoch seconds, as the scheduler counts them
     ended_at: float | None = None
     tag: str = ""  # what the job carries to say whose it is (see CommandLineDriver.tag)
+    run_time: float | None = None  # seconds it ran, where the scheduler says so itself (LSF's run_time)
 
 
 @dataclass(frozen=True)
 class Command:
     argv: Sequence[str]
     stdin: str | None = None
+    # Fragments of a failing query's error output that mean "nothing matched" (no such job; it
+    # has finished already): its output is taken as the answer.
+    empty_answers: tuple[str, ...] = ()
 
 
 class CommandFailed(Exception):
-    def __init__(self, argv: Sequence[str], returncode: int, stderr: str) -> None:
+    """A scheduler command failed; `transient` when its answer says nothing either way (a
+    parser that finds no job id where one must be), so it is retried like a timeout."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, stderr: str, *, transient: bool = False) -> None:
         super().__init__(f"{argv[0]} exited {returncode}: {stderr}")
         self.stderr = stderr
+        self.transient = transient
 
 
 # Runs argv with stdin and a timeout in seconds; returns stdout. Raises CommandFailed, or
@@ -110,6 +124,91 @@ class CountingRunner:
         with self._lock:
             self.commands[argv[0]] += 1
         return self.runner(argv, stdin, timeout)
+
+
+def job_script(job: Job) -> str:
+    """A batch script for the scheduler's standard input that runs the job's command with
+    `/bin/sh -c`, as Toil's grid-engine batch systems do, under `env` with the job's variables.
+
+    Every name, value and the command arrive byte for byte and none is ever run by the script's
+    shell: each is a single-quoted word handed to printf's %b, with backslashes and newlines
+    escaped, so no line of the script holds anything of the job's but a quoted string, and no line
+    can start with a directive (#SBATCH, or #BSUB, which bsub reads anywhere in the script). The
+    `x` kept past printf and cut off again saves trailing newlines from `$(...)`."""
+
+    def word(text: str) -> str:
+        return shlex.quote(text.replace("\\", "\\\\").replace("\n", "\\n"))
+
+    lines = ["#!/bin/sh"]
+    arguments = []
+    for index, (name, value) in enumerate([*job.environment.items(), ("", job.command)]):
+        variable = f"batchgate_{index}"
+        lines.append(f"{variable}=$(printf '%bx' {word(value)}) && {variable}=${{{variable}%x}}")
+        arguments.append(f'"{name}=${variable}"' if name else f'"${variable}"')
+    command = arguments.pop()
+    lines.append(" ".join(["exec", "/usr/bin/env", "--", *arguments, "/bin/sh", "-c", command]))
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Host:
+    """One execution host as the scheduler describes it (a Slurm node in one partition, an LSF host)."""
+
+    name: str
+    state: str
+    cores: int
+    cores_used: int
+    memory: int  # bytes
+    memory_used: int
+    disk: int = 0  # bytes of scratch; 0 where the site does not say
+    accelerators: tuple[AcceleratorRequest, ...] = ()
+
+
+def accelerator_messages(offered: Iterable[AcceleratorRequest]) -> list[pb.Accelerator]:
+    return [pb.Accelerator(count=a.count, kind=a.kind, model=a.model) for a in offered]
+
+
+def limits_of(hosts: Sequence[Host], max_wall_time: float | None = None) -> Limits:
+    """The largest job some host can run: its cores, memory and disk, its GPUs by model."""
+    if not hosts:
+        return Limits()
+    most: dict[tuple[str, str], int] = {}
+    for host in hosts:
+        for offered in host.accelerators:
+            most[(offered.kind, offered.model)] = max(offered.count, most.get((offered.kind, offered.model), 0))
+    return Limits(
+        max_cores=max(host.cores for host in hosts),
+        max_memory=max(host.memory for host in hosts),
+        max_disk=max(host.disk for host in hosts) or None,
+        max_wall_time=max_wall_time,
+        accelerators=tuple(AcceleratorRequest(count=count, kind=kind, model=model) for (kind, model), count in most.items()),
+    )
+
+
+def node_messages(hosts: Iterable[Host]) -> list[pb.Node]:
+    by_name = {host.name: host for host in hosts}  # a host may be listed more than once
+    return [
+        pb.Node(
+            name=host.name,
+            state=host.state,
+            cores=host.cores,
+            cores_used=host.cores_used,
+            memory=host.memory,
+            memory_used=host.memory_used,
+            accelerators=accelerator_messages(host.accelerators),
+        )
+        for host in by_name.values()
+    ]
+
+
+def node_type_messages(hosts: Iterable[Host]) -> list[pb.NodeType]:
+    shapes: dict[tuple[int, int, int, tuple[AcceleratorRequest, ...]], set[str]] = {}
+    for host in hosts:
+        shapes.setdefault((host.cores, host.memory, host.disk, host.accelerators), set()).add(host.name)
+    return [
+        pb.NodeType(cores=cores, memory=memory, disk=disk, accelerators=accelerator_messages(offered), count=len(names))
+        for (cores, memory, disk, offered), names in shapes.items()
+    ]
 
 
 T = TypeVar("T")
@@ -154,6 +253,11 @@ class _Watched:
 
 class CommandLineDriver(Driver):
     """A scheduler driven by its command-line tools. Subclasses supply the data and parsers."""
+
+    # The job's stdout/stderr files (sbatch --output, bsub -oo), which this service reads for
+    # GetJobOutput: on one machine as they are; on a cluster the kit's --output-dir must be a
+    # directory the nodes and this service share.
+    output_files = True
 
     states: ClassVar[StateTable]
     # Fragments of the scheduler's error output that mean "try again" (e.g. a timeout).
@@ -208,8 +312,20 @@ class CommandLineDriver(Driver):
         """Whether a job pending for `reason` can never start as the cluster stands."""
         return False
 
+    def output_file(self, job: Job, path: str) -> str:
+        # sbatch and bsub take a relative output path as relative to the job's working directory.
+        return os.path.join(job.working_directory, path) if job.working_directory else path
+
     def tag(self, job_id: int) -> str:
         return f"batchgate:{self.instance_id}:{job_id}"
+
+    def validate(self, job: Job) -> None:
+        for name in job.environment:
+            if not SHELL_NAME.fullmatch(name):
+                # /bin/sh, which runs the command, does not pass such a variable on
+                raise InvalidArgument(
+                    f"environment[{name!r}]", f"a {self.kind} job's command runs in /bin/sh, which only passes on names like NAME_1"
+                )
 
     # ---- running commands ---------------------------------------------------------------------
 
@@ -230,7 +346,7 @@ class CommandLineDriver(Driver):
             except subprocess.TimeoutExpired:
                 pass  # keep the last words of an earlier attempt: they say more than a timeout
             except CommandFailed as failure:
-                if not any(fragment in failure.stderr for fragment in self.transient_errors):
+                if not (failure.transient or any(fragment in failure.stderr for fragment in self.transient_errors)):
                     raise SchedulerError(self.kind, str(failure)) from None
                 last_words = failure.stderr
             if self._closing.is_set():
@@ -250,6 +366,11 @@ class CommandLineDriver(Driver):
         except subprocess.TimeoutExpired:
             result = "timeout"
             raise
+        except CommandFailed as failure:
+            if not any(fragment in failure.stderr for fragment in command.empty_answers):
+                raise
+            result = "ok"
+            return ""
         finally:
             metrics.SCHEDULER_COMMANDS.labels(self.name, operation, result).inc()
             metrics.SCHEDULER_LATENCY.labels(self.name, operation).observe(time.monotonic() - started)
@@ -464,13 +585,16 @@ class CommandLineDriver(Driver):
             self._end(backing_id, job, Ending(Verdict.UNKNOWABLE, message=message))
 
     def ending(self, status: NativeStatus, verdict: Verdict) -> Ending:
-        wall_time = None
-        if status.started_at is not None and status.ended_at is not None:
+        wall_time = status.run_time
+        if wall_time is None and status.started_at is not None and status.ended_at is not None:
             wall_time = status.ended_at - status.started_at
+        if wall_time is not None:
             # Scheduler clocks tick in whole seconds: zero means it ran for under one, and half a
             # second is the best guess, unless it was stopped (perhaps before it ever ran).
             if wall_time <= 0:
                 wall_time = SUB_SECOND_WALL_TIME if verdict in RAN_TO_THE_END else None
         detail = f" ({status.reason})" if status.reason else ""
         message = f"{self.kind} job {status.backing_id} ended {status.state}{detail}"
+        if verdict is Verdict.OUT_OF_TIME:
+            message += ": killed after exceeding its wall time"
         return Ending(verdict, exit_code=status.exit_code, signal=status.signal, wall_time=wall_time, message=message)

@@ -15,6 +15,9 @@ SERVICE_MODULES: dict[str, str] = {
     "gateway": "batchgate.gateway",
     "local": "batchgate.services.local",
     "slurm": "batchgate.services.slurm",
+    "lsf": "batchgate.services.lsf",
+    "mesos": "batchgate.services.mesos",
+    "k8s": "batchgate.services.k8s",
 }
 
 

@@ -417,6 +417,7 @@ class BatchService:
 
     def _record_loop(self) -> None:
         last_batch = 0
+        backoff = Backoff()
         while not self._stopping.is_set():
             with self._reports_ready:
                 self._reports_ready.wait_for(lambda: self._reports or self._stopping.is_set())
@@ -428,8 +429,11 @@ class BatchService:
             last_batch = len(reports)
             try:
                 self._record(reports)
-            except Exception:  # a failed commit must not end the recorder; the jobs stay live
-                log.exception("recording job reports failed")
+                backoff.reset()
+            except Exception as error:  # a failed commit must not end the recorder; the reports are kept
+                delay = backoff.next()
+                log.error("recording %d job report(s) failed; trying again in %.1f s: %s", len(reports), delay, error)
+                self._stopping.wait(delay)
 
     def _record(self, reports: list[_Started | _Ended | _Checkpoint]) -> None:
         if not reports:
@@ -437,6 +441,9 @@ class BatchService:
         started: list[tuple[int, str | None, float]] = []
         ended: list[tuple[LiveJob, _Ended]] = []
         checkpoints: dict[str, int] = {}
+        # What the reports change of each job, as it was, should the commit fail.
+        before: dict[int, tuple[LiveJob, JobState, float | None, str]] = {}
+        waits: list[float] = []  # queue waits of the jobs that started
         with self._jobs_lock:
             for report in reports:
                 if isinstance(report, _Checkpoint):
@@ -445,6 +452,7 @@ class BatchService:
                 live = self._jobs.get(report.job_id)
                 if live is None:
                     continue  # killed, or reported twice
+                before.setdefault(report.job_id, (live, live.state, live.started_at, live.backing_id))
                 if isinstance(report, _Started):
                     if live.state in (JobState.QUEUED, JobState.SUBMITTED):
                         live.state = JobState.RUNNING
@@ -452,13 +460,29 @@ class BatchService:
                         if report.backing_id:
                             live.backing_id = report.backing_id
                         started.append((report.job_id, report.backing_id, report.at))
-                        self.metrics.queue_wait.observe(max(0.0, report.at - live.issued_at))
+                        waits.append(max(0.0, report.at - live.issued_at))
                 else:
                     live.state = JobState.ENDED
                     del self._jobs[report.job_id]
                     ended.append((live, report))
-        if started or ended or checkpoints:
+        if not (started or ended or checkpoints):
+            return
+        try:
             self._publish(started, ended, checkpoints)
+        except Exception:
+            # Nothing was committed (a full disk, a locked store): the jobs are as they were, and
+            # the reports wait at the head of the queue for the next try. Nothing is lost.
+            with self._jobs_lock:
+                for job_id, (live, state, started_at, backing_id) in before.items():
+                    if live.state is JobState.KILLED:
+                        continue  # killed meanwhile: gone for good
+                    live.state, live.started_at, live.backing_id = state, started_at, backing_id
+                    self._jobs.setdefault(job_id, live)
+            with self._reports_ready:
+                self._reports.extendleft(reversed(reports))
+            raise
+        for wait in waits:
+            self.metrics.queue_wait.observe(wait)
 
     def _publish(
         self, started: list[tuple[int, str | None, float]], ended: list[tuple[LiveJob, _Ended]], checkpoints: dict[str, int]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from batchgate.errors import AcquisitionTimeoutException
+from batchgate.errors import AcquisitionTimeoutException, StoreUnavailable
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -124,21 +124,23 @@ class Store:
                 self.on_write_error()
                 if "locked" in str(error) or "busy" in str(error):
                     raise AcquisitionTimeoutException("the job store's write lock", time.monotonic() - started) from error
-                raise
+                raise StoreUnavailable.because(str(self.path), error) from error
             try:
                 yield self._writer
             except BaseException as error:
-                if isinstance(error, sqlite3.Error):
+                with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
+                    self._writer.execute("ROLLBACK")
+                if isinstance(error, sqlite3.OperationalError):  # e.g. "database or disk is full"
                     self.on_write_error()
-                self._writer.execute("ROLLBACK")
+                    raise StoreUnavailable.because(str(self.path), error) from error
                 raise
             try:
                 self._writer.execute("COMMIT")
-            except sqlite3.Error:
+            except sqlite3.OperationalError as error:
                 self.on_write_error()
                 with contextlib.suppress(sqlite3.Error):  # a failed COMMIT can leave it open
                     self._writer.execute("ROLLBACK")
-                raise
+                raise StoreUnavailable.because(str(self.path), error) from error
 
     def _reader(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._readers, "connection", None)
@@ -260,7 +262,9 @@ class Store:
         return None if row is None else StoredJob(row[0], row[1], JobState(row[2]), row[3], row[4], row[5])
 
     def checkpoints(self) -> dict[str, int]:
-        return dict(self._writer.execute("SELECT key, value FROM checkpoints").fetchall())
+        # A reader's connection: only what is committed (the writer's would show a transaction
+        # in progress to another thread).
+        return dict(self._reader().execute("SELECT key, value FROM checkpoints").fetchall())
 
     def ping(self) -> bool:
         """Whether the store answers (for health checks)."""

@@ -27,7 +27,7 @@ from batchgate.driver import (
     SubmittedJob,
     Verdict,
 )
-from batchgate.errors import BackendUnavailable, BatchgateError, NoOutput
+from batchgate.errors import BackendUnavailable, BatchgateError, InvalidArgument, NoOutput, UnknownNode, Unsupported
 from batchgate.v1 import batchgate_pb2 as pb
 
 from . import routing
@@ -229,6 +229,32 @@ class GatewayDriver(Driver):
 
     def node_types(self) -> list[pb.NodeType]:
         return self._gather(lambda u: u.backend.call(u.backend.stub.GetNodeTypes, pb.GetNodeTypesRequest()).node_types)
+
+    def ignore_node(self, name: str, ignored: bool, backend: str = "") -> None:
+        request = pb.IgnoreNodeRequest(name=name, unignore=not ignored)
+        self._on_node(name, backend, lambda u: u.backend.call(u.backend.stub.IgnoreNode, request))
+
+    def node_in_use(self, name: str, backend: str = "") -> int:
+        request = pb.GetNodeInUseRequest(name=name)
+        answers = self._on_node(name, backend, lambda u: u.backend.call(u.backend.stub.GetNodeInUse, request))
+        return sum(answer.running_jobs for answer in answers)
+
+    def _on_node(self, name: str, backend: str, call: Callable[[Upstream], T]) -> list[T]:
+        """`call` on the backend named, or on every one (those without the node say NOT_FOUND);
+        the answers of those that have it, or the error that says why none does."""
+        if backend and backend not in self._upstreams:
+            raise InvalidArgument("backend", f"this gateway has no backend named {backend!r}")
+        results = self._each(call, [backend] if backend else None)
+        answers = [result for result in results.values() if not isinstance(result, BatchgateError)]
+        if answers:
+            return answers
+        errors = [result for result in results.values() if isinstance(result, BatchgateError)]
+        for error in errors:
+            if not isinstance(error, UnknownNode | Unsupported):
+                raise error  # unreachable, say: the node may well be there
+        if errors and all(isinstance(error, Unsupported) for error in errors):
+            raise errors[0] if len(errors) == 1 else Unsupported(self.name, "no backend behind this gateway can do this for a node")
+        raise UnknownNode(self.name if not backend else backend, name)
 
     def _gather(self, fetch: Callable[[Upstream], Iterable[Described]]) -> list[Described]:
         """Every reachable backend's nodes (or node types), each named by the backend it is on."""

@@ -161,6 +161,14 @@ class BatchgateClient:
     def nodes(self, preemptible: bool | None = None) -> list[pb.Node]:
         return list(self._call(self._stub.GetNodes, pb.GetNodesRequest(preemptible=preemptible)).nodes)
 
+    def ignore_node(self, name: str, *, backend: str = "", unignore: bool = False) -> None:
+        """Toil's ignoreNode (unignore=True: unignoreNode): no new jobs on that node."""
+        self._call(self._stub.IgnoreNode, pb.IgnoreNodeRequest(name=name, unignore=unignore, backend=backend))
+
+    def node_in_use(self, name: str, *, backend: str = "") -> bool:
+        """Toil's nodeInUse: whether any of this service's jobs runs on that node."""
+        return self._call(self._stub.GetNodeInUse, pb.GetNodeInUseRequest(name=name, backend=backend)).in_use
+
     def output(self, job_id: int, *, stderr: bool = False, tail_bytes: int = 0, follow: bool = False) -> Iterator[bytes]:
         """A job's stdout (or stderr) as the service keeps it, chunk by chunk: all of it, or its
         last `tail_bytes`; with `follow`, what the job writes until it has ended. Raises

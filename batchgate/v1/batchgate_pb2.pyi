@@ -80,7 +80,7 @@ class LsfOptions(_message.Message):
     def __init__(self, queue: _Optional[str] = ..., project: _Optional[str] = ..., extra_args: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class KubernetesOptions(_message.Message):
-    __slots__ = ("image", "namespace", "service_account", "node_selector", "labels")
+    __slots__ = ("image", "namespace", "service_account", "node_selector", "labels", "tolerations", "annotations", "scratch_volume_size", "scratch_storage_class", "scratch_mount_path")
     class NodeSelectorEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -95,17 +95,48 @@ class KubernetesOptions(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class AnnotationsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     SERVICE_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     NODE_SELECTOR_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    TOLERATIONS_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
+    SCRATCH_VOLUME_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SCRATCH_STORAGE_CLASS_FIELD_NUMBER: _ClassVar[int]
+    SCRATCH_MOUNT_PATH_FIELD_NUMBER: _ClassVar[int]
     image: str
     namespace: str
     service_account: str
     node_selector: _containers.ScalarMap[str, str]
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, image: _Optional[str] = ..., namespace: _Optional[str] = ..., service_account: _Optional[str] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    tolerations: _containers.RepeatedCompositeFieldContainer[KubernetesToleration]
+    annotations: _containers.ScalarMap[str, str]
+    scratch_volume_size: int
+    scratch_storage_class: str
+    scratch_mount_path: str
+    def __init__(self, image: _Optional[str] = ..., namespace: _Optional[str] = ..., service_account: _Optional[str] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., tolerations: _Optional[_Iterable[_Union[KubernetesToleration, _Mapping]]] = ..., annotations: _Optional[_Mapping[str, str]] = ..., scratch_volume_size: _Optional[int] = ..., scratch_storage_class: _Optional[str] = ..., scratch_mount_path: _Optional[str] = ...) -> None: ...
+
+class KubernetesToleration(_message.Message):
+    __slots__ = ("key", "operator", "value", "effect", "toleration_seconds")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    EFFECT_FIELD_NUMBER: _ClassVar[int]
+    TOLERATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    operator: str
+    value: str
+    effect: str
+    toleration_seconds: int
+    def __init__(self, key: _Optional[str] = ..., operator: _Optional[str] = ..., value: _Optional[str] = ..., effect: _Optional[str] = ..., toleration_seconds: _Optional[int] = ...) -> None: ...
 
 class AwsBatchOptions(_message.Message):
     __slots__ = ("job_queue", "job_definition", "image")
@@ -447,6 +478,36 @@ class GetNodesResponse(_message.Message):
     NODES_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[Node]
     def __init__(self, nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ...) -> None: ...
+
+class IgnoreNodeRequest(_message.Message):
+    __slots__ = ("name", "unignore", "backend")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    UNIGNORE_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    unignore: bool
+    backend: str
+    def __init__(self, name: _Optional[str] = ..., unignore: _Optional[bool] = ..., backend: _Optional[str] = ...) -> None: ...
+
+class IgnoreNodeResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetNodeInUseRequest(_message.Message):
+    __slots__ = ("name", "backend")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    backend: str
+    def __init__(self, name: _Optional[str] = ..., backend: _Optional[str] = ...) -> None: ...
+
+class GetNodeInUseResponse(_message.Message):
+    __slots__ = ("in_use", "running_jobs")
+    IN_USE_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_JOBS_FIELD_NUMBER: _ClassVar[int]
+    in_use: bool
+    running_jobs: int
+    def __init__(self, in_use: _Optional[bool] = ..., running_jobs: _Optional[int] = ...) -> None: ...
 
 class GetJobOutputRequest(_message.Message):
     __slots__ = ("job_id", "stream", "tail_bytes", "follow")

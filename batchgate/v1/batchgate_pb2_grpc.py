@@ -94,6 +94,16 @@ class BatchSystemStub:
                 request_serializer=batchgate_dot_v1_dot_batchgate__pb2.GetNodesRequest.SerializeToString,
                 response_deserializer=batchgate_dot_v1_dot_batchgate__pb2.GetNodesResponse.FromString,
                 _registered_method=True)
+        self.IgnoreNode = channel.unary_unary(
+                '/batchgate.v1.BatchSystem/IgnoreNode',
+                request_serializer=batchgate_dot_v1_dot_batchgate__pb2.IgnoreNodeRequest.SerializeToString,
+                response_deserializer=batchgate_dot_v1_dot_batchgate__pb2.IgnoreNodeResponse.FromString,
+                _registered_method=True)
+        self.GetNodeInUse = channel.unary_unary(
+                '/batchgate.v1.BatchSystem/GetNodeInUse',
+                request_serializer=batchgate_dot_v1_dot_batchgate__pb2.GetNodeInUseRequest.SerializeToString,
+                response_deserializer=batchgate_dot_v1_dot_batchgate__pb2.GetNodeInUseResponse.FromString,
+                _registered_method=True)
         self.GetJobOutput = channel.unary_stream(
                 '/batchgate.v1.BatchSystem/GetJobOutput',
                 request_serializer=batchgate_dot_v1_dot_batchgate__pb2.GetJobOutputRequest.SerializeToString,
@@ -190,6 +200,23 @@ class BatchSystemServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IgnoreNode(self, request, context):
+        """Stop starting jobs on a node, or start again (Toil's ignoreNode / unignoreNode); jobs
+        already running there finish. NOT_FOUND for a node the backend does not have;
+        UNIMPLEMENTED where the backend cannot steer jobs away from a node.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetNodeInUse(self, request, context):
+        """How many of this service's jobs run on a node (Toil's nodeInUse). NOT_FOUND, UNIMPLEMENTED
+        as for IgnoreNode.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetJobOutput(self, request, context):
         """A job's standard output or error, in chunks: all the service keeps of it, or its tail; with
         follow, the stream stays open and carries what the job writes until it has ended.
@@ -263,6 +290,16 @@ def add_BatchSystemServicer_to_server(servicer, server):
                     servicer.GetNodes,
                     request_deserializer=batchgate_dot_v1_dot_batchgate__pb2.GetNodesRequest.FromString,
                     response_serializer=batchgate_dot_v1_dot_batchgate__pb2.GetNodesResponse.SerializeToString,
+            ),
+            'IgnoreNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.IgnoreNode,
+                    request_deserializer=batchgate_dot_v1_dot_batchgate__pb2.IgnoreNodeRequest.FromString,
+                    response_serializer=batchgate_dot_v1_dot_batchgate__pb2.IgnoreNodeResponse.SerializeToString,
+            ),
+            'GetNodeInUse': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNodeInUse,
+                    request_deserializer=batchgate_dot_v1_dot_batchgate__pb2.GetNodeInUseRequest.FromString,
+                    response_serializer=batchgate_dot_v1_dot_batchgate__pb2.GetNodeInUseResponse.SerializeToString,
             ),
             'GetJobOutput': grpc.unary_stream_rpc_method_handler(
                     servicer.GetJobOutput,
@@ -594,6 +631,60 @@ class BatchSystem:
             '/batchgate.v1.BatchSystem/GetNodes',
             batchgate_dot_v1_dot_batchgate__pb2.GetNodesRequest.SerializeToString,
             batchgate_dot_v1_dot_batchgate__pb2.GetNodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IgnoreNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/batchgate.v1.BatchSystem/IgnoreNode',
+            batchgate_dot_v1_dot_batchgate__pb2.IgnoreNodeRequest.SerializeToString,
+            batchgate_dot_v1_dot_batchgate__pb2.IgnoreNodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNodeInUse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/batchgate.v1.BatchSystem/GetNodeInUse',
+            batchgate_dot_v1_dot_batchgate__pb2.GetNodeInUseRequest.SerializeToString,
+            batchgate_dot_v1_dot_batchgate__pb2.GetNodeInUseResponse.FromString,
             options,
             channel_credentials,
             insecure,

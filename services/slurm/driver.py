@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
-import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,13 +17,27 @@ from datetime import datetime
 from batchgate import units
 from batchgate.driver import AcceleratorRequest, Job, Limits, Verdict
 from batchgate.errors import InvalidArgument, SchedulerError
-from batchgate.hpc import Command, CommandLineDriver, NativeStatus, Phase, Runner, Snapshot, StateTable, run_command
+from batchgate.hpc import (
+    LIMITS_MAX_AGE,
+    Command,
+    CommandLineDriver,
+    Host,
+    NativeStatus,
+    Phase,
+    Runner,
+    Snapshot,
+    StateTable,
+    job_script,
+    limits_of,
+    node_messages,
+    node_type_messages,
+    run_command,
+)
 from batchgate.v1 import batchgate_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 MIB = 1024**2
-LIMITS_MAX_AGE = 300.0  # seconds; limits are asked at every issue, and nodes rarely change
 
 STATES: StateTable = {
     "PENDING": Phase.PENDING,
@@ -89,7 +101,6 @@ QUEUE_FIELDS = ("JobID", "State", "Reason", "exit_code", "StartTime", "EndTime",
 HISTORY_FIELDS = ("JobIDRaw", "State", "ExitCode", "Start", "End")
 NODE_FIELDS = ("NodeList", "Partition", "CPUs", "CPUsState", "Memory", "AllocMem", "Disk", "Gres", "StateLong", "Time")
 ACCOUNTING_DISABLED = "accounting storage is disabled"
-SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 GRES = re.compile(r"(\w+)(?::([^:(,]+))?:(\d+)")  # gpu:tesla:2(S:0-1) or gpu:2
 
 
@@ -106,17 +117,6 @@ def extra_args_problem(arg: str) -> str | None:
     elif len(arg) > 1 and arg[0] == "-" and arg[1] in REFUSED_SHORT:
         return f"{arg!r} fights what batchgate sets from the job itself (-c, -n, -N, -t, -G, -a and -W are its own)"
     return None
-
-
-def batch_script(job: Job) -> str:
-    """A script that runs the job's command with `/bin/sh -c`, as Toil's Slurm batch system does,
-    with the job's environment given to `env` as quoted words: every name and value arrives byte
-    for byte and none is ever run. Its first line after the shebang is a command, which ends
-    sbatch's search for #SBATCH directives, so nothing in a value or the command is read as one."""
-    words = ["exec", "/usr/bin/env", "--"]
-    words += [shlex.quote(f"{name}={value}") for name, value in job.environment.items()]
-    words += ["/bin/sh", "-c", shlex.quote(job.command)]
-    return "#!/bin/sh\n" + " ".join(words) + "\n"
 
 
 def slurm_time(seconds: float) -> str:
@@ -142,40 +142,32 @@ def accelerators(gres: str) -> tuple[AcceleratorRequest, ...]:
     return tuple(AcceleratorRequest(count=int(count), kind=name, model=model or "") for name, model, count in GRES.findall(gres))
 
 
-def to_proto(offered: Iterable[AcceleratorRequest]) -> list[pb.Accelerator]:
-    return [pb.Accelerator(count=a.count, kind=a.kind, model=a.model) for a in offered]
-
-
 @dataclass(frozen=True)
 class NodeRow:
     """One line of sinfo: a node as one partition sees it."""
 
-    name: str
+    host: Host  # disk: the node's TmpDisk
     partition: str
     default_partition: bool
-    cores: int
-    cores_used: int
-    memory: int  # bytes
-    memory_used: int
-    disk: int  # bytes of the node's TmpDisk; 0 where the site does not say
-    accelerators: tuple[AcceleratorRequest, ...]
-    state: str
     time_limit: float | None  # the partition's, in seconds; None: unlimited
 
     @classmethod
     def parse(cls, line: str) -> NodeRow:
         name, partition, cores, cores_state, memory, memory_used, disk, gres, state, time_limit = line.split("|")[: len(NODE_FIELDS)]
-        return cls(
+        host = Host(
             name=name,
-            partition=partition.rstrip("*"),
-            default_partition=partition.endswith("*"),
+            state=state,
             cores=int(cores),
             cores_used=int(cores_state.split("/")[0]),  # allocated/idle/other/total
             memory=int(memory) * MIB,
             memory_used=int(memory_used) * MIB,
             disk=int(disk) * MIB,
             accelerators=accelerators(gres),
-            state=state,
+        )
+        return cls(
+            host=host,
+            partition=partition.rstrip("*"),
+            default_partition=partition.endswith("*"),
             time_limit=None if time_limit in ("infinite", "UNLIMITED") else units.parse_duration(time_limit),
         )
 
@@ -183,9 +175,6 @@ class NodeRow:
 class SlurmDriver(CommandLineDriver):
     kind = "slurm"
     options_field = "slurm"
-    # sbatch --output/--error write the job's files, which this service reads: on one machine as
-    # they are; on a cluster the kit's --output-dir must be a directory the nodes share.
-    output_files = True
     states = STATES
     transient_errors = TRANSIENT_ERRORS
 
@@ -211,12 +200,7 @@ class SlurmDriver(CommandLineDriver):
     # ---- submitting ---------------------------------------------------------------------------
 
     def validate(self, job: Job) -> None:
-        for name in job.environment:
-            if not SHELL_NAME.fullmatch(name):
-                # /bin/sh, which runs the command, does not pass such a variable on
-                raise InvalidArgument(
-                    f"environment[{name!r}]", "a Slurm job's command runs in /bin/sh, which only passes on names like NAME_1"
-                )
+        super().validate(job)
         if isinstance(job.options, pb.SlurmOptions):
             for index, arg in enumerate(job.options.extra_args):
                 problem = extra_args_problem(arg)
@@ -252,11 +236,7 @@ class SlurmDriver(CommandLineDriver):
         if job.working_directory:
             argv.append(f"--chdir={job.working_directory}")
         argv += options.extra_args
-        return Command(argv, stdin=batch_script(job))
-
-    def output_file(self, job: Job, path: str) -> str:
-        # sbatch takes a relative path as relative to the job's working directory.
-        return os.path.join(job.working_directory, path) if job.working_directory else path
+        return Command(argv, stdin=job_script(job))
 
     def parse_submitted(self, stdout: str) -> str:
         return stdout.strip().split(";")[0]  # "<id>" or "<id>;<cluster>"
@@ -332,42 +312,12 @@ class SlurmDriver(CommandLineDriver):
     def limits(self) -> Limits:
         rows, _ = self._nodes.get(LIMITS_MAX_AGE, stale_ok=True)
         partition = [r for r in rows if r.partition == self.defaults.partition] or [r for r in rows if r.default_partition]
-        if not partition:
-            return Limits()
-        most: dict[tuple[str, str], int] = {}
-        for row in partition:
-            for offered in row.accelerators:
-                most[(offered.kind, offered.model)] = max(offered.count, most.get((offered.kind, offered.model), 0))
-        return Limits(
-            max_cores=max(row.cores for row in partition),
-            max_memory=max(row.memory for row in partition),
-            max_disk=max(row.disk for row in partition) or None,
-            max_wall_time=partition[0].time_limit,
-            accelerators=tuple(AcceleratorRequest(count=count, kind=kind, model=model) for (kind, model), count in most.items()),
-        )
+        return limits_of([row.host for row in partition], partition[0].time_limit if partition else None)
 
     def nodes(self) -> list[pb.Node]:
         rows, _ = self._nodes.get(self.poll_interval)
-        by_name = {row.name: row for row in rows}  # a node is listed once per partition
-        return [
-            pb.Node(
-                name=row.name,
-                state=row.state,
-                cores=row.cores,
-                cores_used=row.cores_used,
-                memory=row.memory,
-                memory_used=row.memory_used,
-                accelerators=to_proto(row.accelerators),
-            )
-            for row in by_name.values()
-        ]
+        return node_messages(row.host for row in rows)
 
     def node_types(self) -> list[pb.NodeType]:
         rows, _ = self._nodes.get(self.poll_interval)
-        shapes: dict[tuple[int, int, int, tuple[AcceleratorRequest, ...]], set[str]] = {}
-        for row in rows:
-            shapes.setdefault((row.cores, row.memory, row.disk, row.accelerators), set()).add(row.name)
-        return [
-            pb.NodeType(cores=cores, memory=memory, disk=disk, accelerators=to_proto(offered), count=len(names))
-            for (cores, memory, disk, offered), names in shapes.items()
-        ]
+        return node_type_messages(row.host for row in rows)

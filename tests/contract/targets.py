@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness import RunningService, start_service
 
@@ -24,6 +25,9 @@ class Target:
     # Which endings the suite can provoke here in seconds (a scheduler's own tests cover the rest).
     quick_wall_time: bool = True  # a one-second wall time is enforced within seconds
     checks_working_directory: bool = True  # a missing working directory fails the start
+    # GetJobOutput has the output of the jobs the suite issues (False: the backend they go to
+    # keeps none, and says so with FAILED_PRECONDITION).
+    keeps_output: bool = True
 
     def stub(self) -> pb_grpc.BatchSystemStub:
         return self.service.stub()
@@ -53,16 +57,24 @@ def local_target(tmp_path: Path) -> Iterator[Target]:
 
 
 @contextlib.contextmanager
+def gateway_in_front(tmp_path: Path, backend: RunningService, name: str = "gateway", **fields: Any) -> Iterator[Target]:
+    """A gateway routing to `backend` (which the caller stops); clients talk to the gateway, and
+    restart() restarts it."""
+    gateway = start_service("gateway", tmp_path / "gateway", "--backends", f"{backend.name}={backend.address}")
+    target = Target(name, gateway, **fields)
+    try:
+        yield target
+    finally:
+        target.close()
+
+
+@contextlib.contextmanager
 def gateway_target(tmp_path: Path) -> Iterator[Target]:
-    """A local backend behind a gateway; clients talk to the gateway, and restart() restarts it."""
+    """A local backend behind a gateway."""
     backend = start_service("local", tmp_path / "local", *LOCAL_ARGS)
     try:
-        gateway = start_service("gateway", tmp_path / "gateway", "--backends", f"local={backend.address}")
-        target = Target("gateway", gateway, max_cores=4, max_memory=4 * 1024**3)
-        try:
+        with gateway_in_front(tmp_path, backend, max_cores=4, max_memory=4 * 1024**3) as target:
             yield target
-        finally:
-            target.close()
     finally:
         backend.kill()
 
@@ -77,3 +89,16 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from slurm.contract_target import slurm_target  # noqa: E402  (a real Slurm; see tests/slurm)
 
 TARGETS["slurm"] = slurm_target
+
+from lsf.contract_target import lsf_target  # noqa: E402  (a fake LSF; see tests/lsf)
+
+TARGETS["lsf"] = lsf_target
+from mesos.contract_target import mesos_gateway_target, mesos_target  # noqa: E402  (the tests' own Mesos master)
+
+TARGETS["mesos"] = mesos_target
+TARGETS["mesos-gateway"] = mesos_gateway_target
+
+from k8s.contract_target import gateway_k8s_target, k8s_target  # noqa: E402  (an emulated API server; see tests/k8s)
+
+TARGETS["k8s"] = k8s_target
+TARGETS["gateway-k8s"] = gateway_k8s_target

@@ -7,19 +7,20 @@ that needs Slurm fails, never skips, when Slurm cannot be had.
 
 from __future__ import annotations
 
-import collections
 import os
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchgate.driver import Ending, Job, SubmittedJob
-from batchgate.endings import Outcome, outcome_of
+from driver_recording import Attached, Recorder, attach, make_job
+
+from batchgate.driver import SubmittedJob
 from batchgate.services.slurm.driver import SlurmDriver
+
+__all__ = ["Attached", "make_job"]  # for the tests, from driver_recording
 
 ROOT = Path(__file__).resolve().parents[2]
 SLURM_DIR = Path(os.environ.get("SLURM_DIR", "/tmp/batchgate-slurm"))
@@ -70,78 +71,12 @@ def cancel_tagged(instance_id: str) -> None:
         subprocess.run(["scancel", *ids], check=True)
 
 
-class Recorder:
-    """JobEvents that keeps every report a driver makes, for tests to wait on and count, as the
-    kit would publish it (the exit-reason rule applied)."""
-
-    name = "slurm"
-
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self.starts: dict[int, tuple[str | None, float | None]] = {}
-        self.ends: list[tuple[int, Outcome]] = []
-
-    def started(self, job_id: int, *, backing_id: str | None = None, at: float | None = None) -> None:
-        with self._changed:
-            self.starts[job_id] = (backing_id, at)
-            self._changed.notify_all()
-
-    def ended(self, job_id: int, ending: Ending) -> None:
-        with self._changed:
-            self.ends.append((job_id, outcome_of(ending)))
-            self._changed.notify_all()
-
-    def checkpoint(self, key: str, value: int) -> None:
-        raise AssertionError("a scheduler driver keeps no checkpoints")
-
-    def checkpoints(self) -> dict[str, int]:
-        return {}
-
-    def wait_started(self, job_id: int, timeout: float = 30.0) -> None:
-        with self._changed:
-            if not self._changed.wait_for(lambda: job_id in self.starts, timeout):
-                raise AssertionError(f"job {job_id} did not start within {timeout} s")
-
-    def outcome(self, job_id: int, timeout: float = 30.0) -> Outcome:
-        """The one outcome reported for `job_id` (waiting for it)."""
-        with self._changed:
-            if not self._changed.wait_for(lambda: job_id in self.ended_ids(), timeout):
-                queue = squeue("--states=all", "--Format=JobID:|,State:|,Reason:|,Comment:")
-                raise AssertionError(f"job {job_id} did not end within {timeout} s; reports so far: {self.ends}\nsqueue:\n{queue}")
-            (outcome,) = [outcome for ended, outcome in self.ends if ended == job_id]
-            return outcome
-
-    def ended_ids(self) -> collections.Counter[int]:
-        return collections.Counter(job_id for job_id, _ in self.ends)
-
-
-def make_job(job_id: int, command: str, **fields: object) -> Job:
-    """A small job: one core, 64 MiB, no disk, unless told otherwise."""
-    defaults: dict[str, object] = {"name": f"test-{job_id}", "cores": 1.0, "memory": 64 * 1024**2, "disk": 0}
-    return Job(job_id=job_id, command=command, **{**defaults, **fields})  # type: ignore[arg-type]
-
-
-@dataclass
-class Attached:
-    """A driver attached to a recorder, as the kit would attach it."""
-
-    driver: SlurmDriver
-    events: Recorder
-    instance_id: str
-
-    def submit(self, *jobs: Job) -> list[SubmittedJob]:
-        backing_ids = self.driver.submit(jobs)
-        assert all(backing_ids), f"sbatch refused a job: {self.events.ends}"
-        return [SubmittedJob(job, backing_id) for job, backing_id in zip(jobs, backing_ids, strict=True)]
-
-
 def attach_driver(instance_id: str = "", **options: object) -> Attached:
     """A SlurmDriver attached to a new Recorder, with a fresh instance id unless given one."""
     options.setdefault("poll_interval", TEST_POLL_INTERVAL)
     options.setdefault("command_timeout", 30.0)
-    attached = Attached(SlurmDriver(**options), Recorder(), instance_id or uuid.uuid4().hex[:12])  # type: ignore[arg-type]
-    attached.driver.attach(attached.events, attached.instance_id)
-    return attached
+    queue = lambda: "squeue:\n" + squeue("--states=all", "--Format=JobID:|,State:|,Reason:|,Comment:")  # noqa: E731
+    return attach(SlurmDriver(**options), Recorder("slurm", queue), instance_id or uuid.uuid4().hex[:12])  # type: ignore[arg-type]
 
 
 DriverFactory = Callable[..., Attached]

@@ -1,0 +1,5 @@
+import sys
+
+from batchgate import server
+
+sys.exit(server.main("k8s", sys.argv[1:]))
