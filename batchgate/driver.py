@@ -12,19 +12,25 @@ knows how to hand jobs to its scheduler, take them back, and say what became of 
                         kit turns it into the exit reason by one rule (batchgate/endings.py)
 
 plus a description of capacity (`limits`, `node_types`, `nodes`) and a scheduling status.
+
+Job output (GetJobOutput) takes one of two hooks: a scheduler that writes a job's stdout and
+stderr to files this service can read sets `output_files` (the kit names the files of jobs that
+name none, reads them for tail and follow, and quotes the end of stderr in a failed job's
+update); one whose output lives elsewhere (pod logs, CloudWatch, another batchgate service)
+overrides `output`. A driver that does neither keeps no output: GetJobOutput says so.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
 from google.protobuf.message import Message
 
 from batchgate.endings import Ending, Verdict
-from batchgate.errors import Unsupported
+from batchgate.errors import NoOutput, Unsupported
 from batchgate.v1 import batchgate_pb2 as pb
 
 __all__ = ["Ending", "Verdict"]  # what drivers report ends with, from batchgate.endings
@@ -123,6 +129,16 @@ class JobEvents(Protocol):
         ...
 
 
+class OutputChunks(Protocol):
+    """A job's output as a driver reads it from where its scheduler keeps it: an iterator of
+    byte chunks that may block between them (the kit reads it in a thread); `cancel` (from
+    another thread) ends it early, when the client goes away."""
+
+    def __iter__(self) -> Iterator[bytes]: ...
+
+    def cancel(self) -> None: ...
+
+
 class Driver(abc.ABC):
     """One scheduler. Subclasses set `kind` and, if they take typed options, `options_field`."""
 
@@ -131,6 +147,9 @@ class Driver(abc.ABC):
     options_field: ClassVar[str | None] = None
     # True for a driver that routes to other backends (the gateway): JobSpec.backend is its to read.
     routes: ClassVar[bool] = False
+    # True when the scheduler writes a job's stdout/stderr to the files the job names (its
+    # stdout_path/stderr_path), and this service can read them: see `output_file`.
+    output_files: ClassVar[bool] = False
 
     def attach(self, events: JobEvents, instance_id: str) -> None:
         """Called once, before any other call: keep `events` and start any background work.
@@ -176,6 +195,17 @@ class Driver(abc.ABC):
     def adopt(self, jobs: Sequence[SubmittedJob]) -> None:
         """Take back jobs an earlier run of the service submitted: watch them again, or report
         them ended (e.g. LOST, with a message) if they cannot be followed any more."""
+
+    def output_file(self, job: Job, path: str) -> str:
+        """Where this service reads the output file `path` of `job` (for `output_files` drivers):
+        by default as given, relative to the service's directory."""
+        return path
+
+    def output(self, job: SubmittedJob, stream: int, tail_bytes: int, follow: bool) -> OutputChunks:
+        """A job's output (`stream` is a pb.OutputStream) where it is not in files: the last
+        `tail_bytes` (0: all), then, with `follow`, what the job writes until it has ended.
+        Raise errors.NoOutput saying why when there is none. By default: this backend keeps none."""
+        raise NoOutput(job.job.job_id, f"backend {self.name!r} ({self.kind}) keeps no job output")
 
     def scheduling_status(self) -> SchedulingStatus:
         """Why jobs wait, in words (e.g. "3 jobs waiting for memory: 6 GiB free, 8 GiB asked")."""

@@ -220,6 +220,34 @@ class Unsupported(BatchgateError):
         return {"backend": self.backend}
 
 
+class JobNotFound(BatchgateError):
+    """A job id this service never issued."""
+
+    code = grpc.StatusCode.NOT_FOUND
+    reason = "JOB_NOT_FOUND"
+
+    def __init__(self, job_id: int, message: str = "") -> None:
+        super().__init__(message or f"job {job_id} is not known to this service")
+        self.job_id = job_id
+
+    def metadata(self) -> Mapping[str, str]:
+        return {"job_id": str(self.job_id)}
+
+
+class NoOutput(BatchgateError):
+    """The service does not have the job output asked for; the message says why."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "NO_OUTPUT"
+
+    def __init__(self, job_id: int, why: str, *, message: str = "") -> None:
+        super().__init__(message or f"job {job_id}: {why}")
+        self.job_id = job_id
+
+    def metadata(self) -> Mapping[str, str]:
+        return {"job_id": str(self.job_id)}
+
+
 class ServiceError(BatchgateError):
     """Any other status, kept with its code and message."""
 
@@ -312,5 +340,9 @@ def _from_error_info(info: error_details_pb2.ErrorInfo, message: str) -> Batchga
         return UnknownNode(fields.get("backend", ""), fields.get("node", ""))
     if info.reason == Unsupported.reason:
         return Unsupported(fields.get("backend", ""), message)
+    if info.reason == JobNotFound.reason:
+        return JobNotFound(int(fields.get("job_id", "0") or 0), message)
+    if info.reason == NoOutput.reason:
+        return NoOutput(int(fields.get("job_id", "0") or 0), "", message=message)
     return None
 

@@ -10,6 +10,7 @@ concurrent calls with one commit (batchgate/grouped.py); streams are coroutines
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import message_factory
 
-from batchgate import metrics
+from batchgate import metrics, output
 from batchgate.errors import BatchgateError, InvalidArgument, LimitExceeded, abort_async
 from batchgate.grouped import Grouped
 from batchgate.service import BatchService, IssueRequest
@@ -196,10 +197,32 @@ class BatchSystemServicer:
             gauge.dec()
             self.subscribers.release(peer)
 
+    async def GetJobOutput(self, request: pb.GetJobOutputRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        """Yields GetJobOutputResponses already encoded, as every stream here does (see add_to_server)."""
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            async with contextlib.aclosing(await output.job_output(self.service, request, self.calls)) as chunks:
+                async for data in chunks:
+                    yield pb.GetJobOutputResponse(data=data).SerializeToString()
+        except BatchgateError as error:
+            code = error.code
+            await abort_async(context, error)
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception:
+            code = grpc.StatusCode.INTERNAL
+            log.exception("GetJobOutput failed")
+            await context.abort(grpc.StatusCode.INTERNAL, "GetJobOutput failed inside the service; see its log")
+        finally:
+            self.service.metrics.observe_call("GetJobOutput", code.name, time.perf_counter() - started)
+
 
 def add_to_server(servicer: BatchSystemServicer, server: grpc.aio.Server) -> None:
     """Register every BatchSystem method, as the generated add_BatchSystemServicer_to_server
-    would, except that GetUpdatedJob's messages go out as the bytes the update log encoded."""
+    would, except that streams yield their messages encoded (GetUpdatedJob's as the update log
+    encoded them)."""
     handlers: dict[str, grpc.RpcMethodHandler] = {}
     for method in SERVICE.methods:
         request_class: Any = message_factory.GetMessageClass(method.input_type)

@@ -21,6 +21,7 @@ import abc
 import collections
 import enum
 import logging
+import os
 import re
 import shlex
 import subprocess
@@ -253,6 +254,11 @@ class _Watched:
 class CommandLineDriver(Driver):
     """A scheduler driven by its command-line tools. Subclasses supply the data and parsers."""
 
+    # The job's stdout/stderr files (sbatch --output, bsub -oo), which this service reads for
+    # GetJobOutput: on one machine as they are; on a cluster the kit's --output-dir must be a
+    # directory the nodes and this service share.
+    output_files = True
+
     states: ClassVar[StateTable]
     # Fragments of the scheduler's error output that mean "try again" (e.g. a timeout).
     transient_errors: ClassVar[tuple[str, ...]]
@@ -305,6 +311,10 @@ class CommandLineDriver(Driver):
     def never_starts(self, reason: str) -> bool:
         """Whether a job pending for `reason` can never start as the cluster stands."""
         return False
+
+    def output_file(self, job: Job, path: str) -> str:
+        # sbatch and bsub take a relative output path as relative to the job's working directory.
+        return os.path.join(job.working_directory, path) if job.working_directory else path
 
     def tag(self, job_id: int) -> str:
         return f"batchgate:{self.instance_id}:{job_id}"

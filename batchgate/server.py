@@ -20,7 +20,7 @@ from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from batchgate import logs, registry, statuspage, units
+from batchgate import logs, output, registry, statuspage, units
 from batchgate.config import add_option
 from batchgate.grpc_api import BatchSystemServicer, add_to_server
 from batchgate.jobspec import Defaults
@@ -88,6 +88,7 @@ def add_server_arguments(parser: argparse.ArgumentParser, definition: registry.S
     add_option(defaults, "--default-cores", default=1.0, type=float, help="cores")
     add_option(defaults, "--default-memory", default=2 * 1024**3, type=units.parse_bytes, help="memory, e.g. 2G")
     add_option(defaults, "--default-disk", default=2 * 1024**3, type=units.parse_bytes, help="disk, e.g. 2G")
+    output.add_arguments(parser)
 
 
 def main(service_name: str, argv: list[str]) -> int:
@@ -110,6 +111,7 @@ def serve(definition: registry.ServiceDefinition, args: argparse.Namespace) -> N
         name=args.name,
         defaults=Defaults(cores=args.default_cores, memory=args.default_memory, disk=args.default_disk),
         update_tail=args.update_tail,
+        output=output.OutputSettings.from_args(args),
     )
     service.start()
     try:

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from batchgate import metrics
 from batchgate.backoff import Backoff
 from batchgate.driver import Driver, Job, Limits, SubmittedJob
-from batchgate.endings import Ending, Outcome, outcome_of
-from batchgate.errors import BatchgateError, InvalidArgument
+from batchgate.endings import Ending, ExitReason, Outcome, outcome_of
+from batchgate.errors import BatchgateError, InvalidArgument, JobNotFound, NoOutput
+from batchgate.output import OutputFiles, OutputSettings, with_stderr_tail
 from batchgate.jobspec import Defaults, check_env_name, check_env_value, check_text, limits_to_proto, resolve, shortfall, to_job
 from batchgate.store import JobState, NewJob, NewUpdate, Store
 from batchgate.updatelog import LoggedUpdate, UpdateLog
@@ -85,7 +86,14 @@ class BatchService:
     """What a BatchSystem server does, whatever the scheduler. Also the driver's JobEvents."""
 
     def __init__(
-        self, driver: Driver, store: Store, *, name: str, defaults: Defaults = Defaults(), update_tail: int = 50_000
+        self,
+        driver: Driver,
+        store: Store,
+        *,
+        name: str,
+        defaults: Defaults = Defaults(),
+        update_tail: int = 50_000,
+        output: OutputSettings | None = None,
     ) -> None:
         self.driver = driver
         self.store = store
@@ -105,6 +113,10 @@ class BatchService:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self.metrics = metrics.ServiceMetrics(name)
+        # The files of jobs that name none, for a driver whose scheduler writes files (see output.py).
+        self.output_files: OutputFiles | None = None
+        if driver.output_files and output is not None and output.max_bytes > 0:
+            self.output_files = OutputFiles(output, store.instance_id(), self.is_live)
         store.on_write_error = self.metrics.store_errors.inc
         metrics.register_job_gauges(self)
 
@@ -136,10 +148,14 @@ class BatchService:
         if self._dispatch_queue:
             log.info("%d queued job(s) from an earlier run will be submitted", len(self._dispatch_queue))
         self._spawn(self._dispatch_loop, "dispatcher")
+        if self.output_files is not None:
+            self.output_files.start()
 
     def stop(self) -> None:
         """Graceful shutdown: finish recording, let the driver stop, keep every job for next time."""
         self._stopping.set()
+        if self.output_files is not None:
+            self.output_files.stop()
         with self._dispatch_ready:
             self._dispatch_ready.notify_all()
         with self._reports_ready:
@@ -295,7 +311,7 @@ class BatchService:
                 if not batch:
                     continue
                 try:
-                    backing_ids: Sequence[str | None] = self.driver.submit([live.job for live in batch])
+                    backing_ids: Sequence[str | None] = self.driver.submit([self._with_output_files(live.job) for live in batch])
                 except Exception as error:  # the driver could not reach its scheduler: keep the jobs, retry
                     log.warning("submitting %d job(s) failed: %s", len(batch), error)
                     backing_ids = [None] * len(batch)
@@ -475,13 +491,17 @@ class BatchService:
         logged: list[LoggedUpdate] = []
         for sequence, (live, report) in zip(self.updates.next_sequences(len(ended)), ended, strict=True):
             outcome = report.outcome
+            message = outcome.message
+            if outcome.exit_reason is not ExitReason.FINISHED and self.driver.output_files:
+                # Why it failed, at once, in Toil's log and `batchgate watch`.
+                message = with_stderr_tail(message, self._output_file(live.job, pb.OUTPUT_STREAM_STDERR))
             update = pb.UpdatedJob(
                 sequence=sequence,
                 job_id=live.job.job_id,
                 exit_reason=int(outcome.exit_reason),
                 exit_status=outcome.exit_status,
                 backing_id=outcome.backing_id or live.backing_id,
-                message=outcome.message,
+                message=message,
                 job_set=live.job.job_set,
                 backend=live.job.backend if self.driver.routes else self.name,
             )
@@ -550,6 +570,41 @@ class BatchService:
             capabilities.features.append(f"options:{self.driver.options_field}")
         capabilities.backends.extend(self.driver.backend_capabilities())
         return capabilities
+
+    # ---- output ------------------------------------------------------------------------------
+
+    def is_live(self, job_id: int) -> bool:
+        """Whether the job is issued and has not ended (nor been killed)."""
+        return job_id in self._jobs
+
+    def find_job(self, job_id: int) -> tuple[SubmittedJob, bool]:
+        """A job this service issued, live or not, and whether it is live. Raises JobNotFound."""
+        with self._jobs_lock:
+            live = self._jobs.get(job_id)
+            if live is not None:
+                return live.submitted(), True
+        stored = self.store.job(job_id)
+        if stored is None:
+            raise JobNotFound(job_id)
+        return SubmittedJob(to_job(job_id, pb.JobSpec.FromString(stored.spec)), stored.backing_id, stored.started_at), False
+
+    def output_path(self, job: Job, stream: int) -> str:
+        """Where this service reads the job's output `stream`, for a driver that writes files.
+        Raises NoOutput when the job has no such file."""
+        path = self._output_file(job, stream)
+        if not path:
+            raise NoOutput(
+                job.job_id, "it names no output file, and this service keeps no output of such jobs (its --output-max-bytes is 0)"
+            )
+        return path
+
+    def _output_file(self, job: Job, stream: int) -> str:
+        placed = self._with_output_files(job)
+        path = placed.stderr_path if stream == pb.OUTPUT_STREAM_STDERR else placed.stdout_path
+        return self.driver.output_file(placed, path) if path else ""
+
+    def _with_output_files(self, job: Job) -> Job:
+        return job if self.output_files is None else self.output_files.place(job)
 
     def set_env(self, name: str, value: str | None, job_set: str = "") -> None:
         """Set (or, with None, remove) a variable for the later jobs of `job_set` ('': of every

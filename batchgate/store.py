@@ -274,6 +274,7 @@ class Store:
         return [StoredJob(row[0], row[1], JobState(row[2]), row[3], row[4], row[5]) for row in rows]
 
     def job(self, job_id: int) -> JobRecord | None:
+        """One job, whatever its state (None if this store never issued it)."""
         row = self._reader().execute(
             "SELECT job_id, job_set, spec, state, backing_id, issued_at, started_at, ended_at FROM jobs WHERE job_id = ?", (job_id,)
         ).fetchone()

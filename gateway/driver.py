@@ -27,13 +27,14 @@ from batchgate.driver import (
     SubmittedJob,
     Verdict,
 )
-from batchgate.errors import BackendUnavailable, BatchgateError, InvalidArgument, UnknownNode, Unsupported
+from batchgate.errors import BackendUnavailable, BatchgateError, InvalidArgument, NoOutput, UnknownNode, Unsupported
 from batchgate.v1 import batchgate_pb2 as pb
 
 from . import routing
 from .backend import Backend
 from .config import BackendAddress
 from .forward import backend_spec
+from .output import ForwardedOutput
 from .upstream import Upstream
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,15 @@ class GatewayDriver(Driver):
             raise BackendUnavailable(
                 next(iter(unreached)), f"{reasons}; its jobs are killed as soon as it is back, and never reported"
             )
+
+    def output(self, job: SubmittedJob, stream: int, tail_bytes: int, follow: bool) -> ForwardedOutput:
+        found = self._locate(job)
+        if found is None:
+            raise NoOutput(job.job.job_id, f"its backend ({job.backing_id!r}) is no longer behind this gateway")
+        name, backend_id = found
+        backend = self._upstreams[name].backend
+        request = pb.GetJobOutputRequest(job_id=backend_id, stream=stream, tail_bytes=tail_bytes, follow=follow)
+        return ForwardedOutput(backend, request)
 
     def _locate(self, submitted: SubmittedJob) -> tuple[str, int] | None:
         """(backend name, backend job id) from a backing id "BACKEND:ID", if that backend is here."""

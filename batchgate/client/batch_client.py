@@ -169,6 +169,26 @@ class BatchgateClient:
         """Toil's nodeInUse: whether any of this service's jobs runs on that node."""
         return self._call(self._stub.GetNodeInUse, pb.GetNodeInUseRequest(name=name, backend=backend)).in_use
 
+    def output(self, job_id: int, *, stderr: bool = False, tail_bytes: int = 0, follow: bool = False) -> Iterator[bytes]:
+        """A job's stdout (or stderr) as the service keeps it, chunk by chunk: all of it, or its
+        last `tail_bytes`; with `follow`, what the job writes until it has ended. Raises
+        NoOutput (saying why) when the service has none, JobNotFound for an unknown id."""
+        request = pb.GetJobOutputRequest(
+            job_id=job_id,
+            stream=pb.OUTPUT_STREAM_STDERR if stderr else pb.OUTPUT_STREAM_STDOUT,
+            tail_bytes=tail_bytes,
+            follow=follow,
+        )
+        # No deadline when following: the stream lasts as long as the job runs.
+        chunks = self._stub.GetJobOutput(request, timeout=None if follow else self.timeout, wait_for_ready=True)
+        try:
+            for response in chunks:
+                yield response.data
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from error
+        finally:
+            chunks.cancel()  # the caller stopped early: end the stream on the service too
+
     def close(self) -> None:
         self._stop_feed()
         self._channel.close()

@@ -2,6 +2,8 @@
 
     batchgate serve local --listen 127.0.0.1:50061   run a service (its own flags follow its name)
     batchgate submit --cores 1 --memory 2G -- python3 train.py --epochs 3
+    batchgate submit --wait -- make test              wait for it, show its output, exit as it did
+    batchgate logs --stderr --follow 42               a job's output, as it writes it
     batchgate watch --count 1                        follow the updates
     batchgate setenv --job-set wf-1 GREETING=hi      a variable for a job set's later jobs
     batchgate --json ls --running                    any answer as JSON (protobuf's JSON mapping)
@@ -13,14 +15,16 @@ import argparse
 import os
 import shlex
 import sys
+import threading
+import uuid
 from collections.abc import Callable, Sequence
 from itertools import islice
-from typing import NoReturn, TypeVar
+from typing import NoReturn, TextIO, TypeVar
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from batchgate import config, registry
+from batchgate import config, registry, units
 from batchgate.client.batch_client import DEFAULT_ADDRESS, BatchgateClient, job_spec
 from batchgate.client.formatting import (
     UpdateTally,
@@ -30,8 +34,10 @@ from batchgate.client.formatting import (
     describe_running,
     describe_status,
     describe_update,
+    reason_name,
 )
-from batchgate.errors import BatchgateError, InvalidArgument
+from batchgate.output import STDERR_TAIL_HEADING
+from batchgate.errors import BatchgateError, InvalidArgument, NoOutput
 from batchgate.v1 import batchgate_pb2 as pb
 
 Command = Callable[[BatchgateClient, argparse.Namespace], int]
@@ -96,7 +102,20 @@ def build_parser() -> Parser:
     submit = commands.add_parser("submit", help="issue a job; prints its id (one a line with --count)")
     add_spec_arguments(submit)
     submit.add_argument("--count", type=positive_int, default=1, help="issue this many copies in one call")
+    submit.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the job, printing its stdout and stderr as it writes them, and exit with its exit status "
+        "(128+N for a death by signal N), as srun does; Ctrl-C kills it",
+    )
     submit.set_defaults(run=run_submit)
+
+    logs = commands.add_parser("logs", help="a job's output, as the service keeps it")
+    logs.add_argument("job_id", type=int, metavar="ID")
+    logs.add_argument("--stderr", action="store_true", help="its standard error (default: its standard output)")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing what it writes until it has ended")
+    logs.add_argument("--tail", type=units.parse_bytes, default=0, metavar="SIZE", help="only its last SIZE bytes, e.g. 4K")
+    logs.set_defaults(run=run_logs)
 
     check = commands.add_parser("check", help="would the service accept this job, and where would it run")
     add_spec_arguments(check)
@@ -185,12 +204,59 @@ def environment_from(assignments: Sequence[str]) -> dict[str, str]:
 
 def run_submit(client: BatchgateClient, args: argparse.Namespace) -> int:
     spec = spec_from(args)
+    if args.wait:
+        if args.count != 1:
+            raise InvalidArgument("count", "--wait waits for one job; leave --count out")
+        return submit_and_wait(client, spec)
     if args.count == 1:
         job_ids = [client.issue(spec)]
     else:
         job_ids = client.issue_many([copy_of(spec, index) for index in range(args.count)])
     show(args, pb.IssueJobsResponse(job_ids=job_ids), describe_job_ids)
     return 0
+
+
+def submit_and_wait(client: BatchgateClient, spec: pb.JobSpec) -> int:
+    """Issue one job, print its output as it comes, and return its exit status."""
+    if not client.job_set:
+        # A job set of its own, so the update stream carries this job's update and few others.
+        client.job_set = f"submit-{uuid.uuid4().hex[:12]}"
+    job_id = client.issue(spec)
+    print(f"batchgate: job {job_id} issued", file=sys.stderr, flush=True)
+    copiers = [
+        threading.Thread(target=copy_output, args=(client, job_id, stderr, sink), daemon=True)
+        for stderr, sink in ((False, sys.stdout), (True, sys.stderr))
+    ]
+    for copier in copiers:
+        copier.start()
+    try:
+        update = next(update for update in client.updates() if update.job_id == job_id)
+    except KeyboardInterrupt:
+        client.kill([job_id])
+        print(f"batchgate: job {job_id} killed", file=sys.stderr)
+        return 130
+    for copier in copiers:
+        copier.join()  # the service ends each stream once the job has ended and all is sent
+    if update.exit_reason == pb.EXIT_REASON_FINISHED and update.exit_status == 0:
+        return 0
+    # Its stderr is printed already: not the end of it again, which the message may quote.
+    message = update.message.partition(STDERR_TAIL_HEADING)[0].strip().rstrip(";")
+    detail = f": {message}" if message else ""
+    print(f"batchgate: job {job_id} {reason_name(update.exit_reason)} with exit status {update.exit_status}{detail}", file=sys.stderr)
+    return update.exit_status or 1
+
+
+def copy_output(client: BatchgateClient, job_id: int, stderr: bool, sink: TextIO) -> None:
+    """Copy one of a job's streams to `sink` (sys.stdout or sys.stderr) as it is written."""
+    out = sink.buffer
+    try:
+        for chunk in client.output(job_id, stderr=stderr, follow=True):
+            out.write(chunk)
+            out.flush()
+    except NoOutput as why:
+        print(f"batchgate: no {'stderr' if stderr else 'stdout'} to show: {why.message}", file=sys.stderr, flush=True)
+    except BatchgateError as error:
+        print(f"batchgate: reading the job's output failed: {error.message}", file=sys.stderr, flush=True)
 
 
 def copy_of(spec: pb.JobSpec, index: int) -> pb.JobSpec:
@@ -212,6 +278,14 @@ def run_ls(client: BatchgateClient, args: argparse.Namespace) -> int:
         show(args, pb.ListRunningJobsResponse(seconds_running=client.running_job_ids()), describe_running)
     else:
         show(args, pb.ListIssuedJobsResponse(job_ids=client.issued_job_ids()), describe_job_ids)
+    return 0
+
+
+def run_logs(client: BatchgateClient, args: argparse.Namespace) -> int:
+    out = sys.stdout.buffer
+    for chunk in client.output(args.job_id, stderr=args.stderr, tail_bytes=args.tail, follow=args.follow):
+        out.write(chunk)
+        out.flush()
     return 0
 
 

@@ -20,6 +20,12 @@ class ExitReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EXIT_REASON_MAXJOBDURATION: _ClassVar[ExitReason]
     EXIT_REASON_PARTITION: _ClassVar[ExitReason]
     EXIT_REASON_TIMELIMIT: _ClassVar[ExitReason]
+
+class OutputStream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTPUT_STREAM_UNSPECIFIED: _ClassVar[OutputStream]
+    OUTPUT_STREAM_STDOUT: _ClassVar[OutputStream]
+    OUTPUT_STREAM_STDERR: _ClassVar[OutputStream]
 EXIT_REASON_UNSPECIFIED: ExitReason
 EXIT_REASON_FINISHED: ExitReason
 EXIT_REASON_FAILED: ExitReason
@@ -31,6 +37,9 @@ EXIT_REASON_MISSING: ExitReason
 EXIT_REASON_MAXJOBDURATION: ExitReason
 EXIT_REASON_PARTITION: ExitReason
 EXIT_REASON_TIMELIMIT: ExitReason
+OUTPUT_STREAM_UNSPECIFIED: OutputStream
+OUTPUT_STREAM_STDOUT: OutputStream
+OUTPUT_STREAM_STDERR: OutputStream
 
 class Accelerator(_message.Message):
     __slots__ = ("count", "kind", "model", "brand", "api")
@@ -499,3 +508,21 @@ class GetNodeInUseResponse(_message.Message):
     in_use: bool
     running_jobs: int
     def __init__(self, in_use: _Optional[bool] = ..., running_jobs: _Optional[int] = ...) -> None: ...
+
+class GetJobOutputRequest(_message.Message):
+    __slots__ = ("job_id", "stream", "tail_bytes", "follow")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    TAIL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    job_id: int
+    stream: OutputStream
+    tail_bytes: int
+    follow: bool
+    def __init__(self, job_id: _Optional[int] = ..., stream: _Optional[_Union[OutputStream, str]] = ..., tail_bytes: _Optional[int] = ..., follow: _Optional[bool] = ...) -> None: ...
+
+class GetJobOutputResponse(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...

@@ -104,6 +104,11 @@ class BatchSystemStub:
                 request_serializer=batchgate_dot_v1_dot_batchgate__pb2.GetNodeInUseRequest.SerializeToString,
                 response_deserializer=batchgate_dot_v1_dot_batchgate__pb2.GetNodeInUseResponse.FromString,
                 _registered_method=True)
+        self.GetJobOutput = channel.unary_stream(
+                '/batchgate.v1.BatchSystem/GetJobOutput',
+                request_serializer=batchgate_dot_v1_dot_batchgate__pb2.GetJobOutputRequest.SerializeToString,
+                response_deserializer=batchgate_dot_v1_dot_batchgate__pb2.GetJobOutputResponse.FromString,
+                _registered_method=True)
 
 
 class BatchSystemServicer:
@@ -212,6 +217,17 @@ class BatchSystemServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetJobOutput(self, request, context):
+        """A job's standard output or error, in chunks: all the service keeps of it, or its tail; with
+        follow, the stream stays open and carries what the job writes until it has ended.
+        NOT_FOUND for a job the service never issued; FAILED_PRECONDITION, saying why, for a job
+        whose output it does not have (the backend keeps none, it was discarded or has expired,
+        the job has not started yet).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BatchSystemServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -284,6 +300,11 @@ def add_BatchSystemServicer_to_server(servicer, server):
                     servicer.GetNodeInUse,
                     request_deserializer=batchgate_dot_v1_dot_batchgate__pb2.GetNodeInUseRequest.FromString,
                     response_serializer=batchgate_dot_v1_dot_batchgate__pb2.GetNodeInUseResponse.SerializeToString,
+            ),
+            'GetJobOutput': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetJobOutput,
+                    request_deserializer=batchgate_dot_v1_dot_batchgate__pb2.GetJobOutputRequest.FromString,
+                    response_serializer=batchgate_dot_v1_dot_batchgate__pb2.GetJobOutputResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -664,6 +685,33 @@ class BatchSystem:
             '/batchgate.v1.BatchSystem/GetNodeInUse',
             batchgate_dot_v1_dot_batchgate__pb2.GetNodeInUseRequest.SerializeToString,
             batchgate_dot_v1_dot_batchgate__pb2.GetNodeInUseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJobOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/batchgate.v1.BatchSystem/GetJobOutput',
+            batchgate_dot_v1_dot_batchgate__pb2.GetJobOutputRequest.SerializeToString,
+            batchgate_dot_v1_dot_batchgate__pb2.GetJobOutputResponse.FromString,
             options,
             channel_credentials,
             insecure,

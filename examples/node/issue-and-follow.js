@@ -3,10 +3,11 @@
 // every one of them has been reported. Built from proto/ alone: no generated code.
 //
 //   node issue-and-follow.js [--address HOST:PORT] [--count N] [--cores C] [--wall-time S]
-//                            [--env NAME=VALUE ...] COMMAND
+//                            [--env NAME=VALUE ...] [--output] COMMAND
 //
 // --env sets a variable with SetEnv for this run's job set alone; --wall-time gives each job a
-// limit, past which the service stops it and reports EXIT_REASON_TIMELIMIT.
+// limit, past which the service stops it and reports EXIT_REASON_TIMELIMIT; --output prints
+// each job's stdout and stderr (GetJobOutput) after its update.
 'use strict';
 
 const path = require('node:path');
@@ -20,7 +21,7 @@ const PROTO_ROOT = path.join(__dirname, '..', '..', 'proto');
 // keepCase: the field names of the .proto; longs as strings: int64 ids lose nothing.
 const LOAD_OPTIONS = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true };
 
-const USAGE = 'usage: issue-and-follow.js [--address HOST:PORT] [--count N] [--cores C] [--wall-time S] [--env NAME=VALUE ...] COMMAND';
+const USAGE = 'usage: issue-and-follow.js [--address HOST:PORT] [--count N] [--cores C] [--wall-time S] [--env NAME=VALUE ...] [--output] COMMAND';
 
 function parseCommandLine() {
   let parsed;
@@ -32,6 +33,7 @@ function parseCommandLine() {
         cores: { type: 'string' },
         'wall-time': { type: 'string' },
         env: { type: 'string', multiple: true, default: [] },
+        output: { type: 'boolean', default: false },
       },
       allowPositionals: true,
     });
@@ -50,7 +52,7 @@ function parseCommandLine() {
     if (equals < 1) exitWithUsage(`--env takes NAME=VALUE, not ${assignment}`);
     return { name: assignment.slice(0, equals), value: assignment.slice(equals + 1) };
   });
-  return { address: values.address, count, cores, wallTime, variables, command: positionals[0] };
+  return { address: values.address, count, cores, wallTime, variables, output: values.output, command: positionals[0] };
 }
 
 function exitWithUsage(problem) {
@@ -77,7 +79,22 @@ function describeUpdate(update) {
   return words.join(' ');
 }
 
-async function issueAndFollow(client, { count, cores, wallTime, variables, command }) {
+// A job's stdout or stderr, whole, as one line: job=ID stdout="..." (JSON-quoted). GetJobOutput
+// streams it in chunks; a service that has none of it answers FAILED_PRECONDITION saying why.
+async function printOutput(client, jobId, stream) {
+  const name = stream === 'OUTPUT_STREAM_STDERR' ? 'stderr' : 'stdout';
+  const chunks = [];
+  try {
+    for await (const response of client.GetJobOutput({ job_id: jobId, stream })) chunks.push(response.data);
+  } catch (error) {
+    if (error.code !== grpc.status.FAILED_PRECONDITION) throw error;
+    console.log(`job=${jobId} ${name} none: ${error.details}`);
+    return;
+  }
+  console.log(`job=${jobId} ${name}=${JSON.stringify(Buffer.concat(chunks).toString('utf8'))}`);
+}
+
+async function issueAndFollow(client, { count, cores, wallTime, variables, output, command }) {
   // A job set of our own: the stream then carries only these jobs' updates, and the variables
   // reach only these jobs.
   const jobSet = `node-example-${randomUUID()}`;
@@ -94,6 +111,10 @@ async function issueAndFollow(client, { count, cores, wallTime, variables, comma
     for await (const response of stream) {
       for (const update of response.updates) {  // none: a keep-alive
         console.log(describeUpdate(update));
+        if (output) {
+          await printOutput(client, update.job_id, 'OUTPUT_STREAM_STDOUT');
+          await printOutput(client, update.job_id, 'OUTPUT_STREAM_STDERR');
+        }
         waiting.delete(update.job_id);
       }
       if (waiting.size === 0) return;

@@ -71,6 +71,9 @@ class _Running:
 
 class LocalDriver(Driver):
     kind = "local"
+    # Jobs write their output straight to files (the kit names them when a job names none), which
+    # this service reads for GetJobOutput; relative paths are relative to the service's directory.
+    output_files = True
 
     def __init__(self, budget: Budget, *, kill_grace_seconds: float = 3.0) -> None:
         self.budget = budget

@@ -25,6 +25,9 @@ class Target:
     # Which endings the suite can provoke here in seconds (a scheduler's own tests cover the rest).
     quick_wall_time: bool = True  # a one-second wall time is enforced within seconds
     checks_working_directory: bool = True  # a missing working directory fails the start
+    # GetJobOutput has the output of the jobs the suite issues (False: the backend they go to
+    # keeps none, and says so with FAILED_PRECONDITION).
+    keeps_output: bool = True
 
     def stub(self) -> pb_grpc.BatchSystemStub:
         return self.service.stub()

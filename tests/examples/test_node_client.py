@@ -130,3 +130,22 @@ def test_bad_arguments_print_the_usage() -> None:
 
     assert run.returncode == 2
     assert "--count must be a whole number >= 1" in run.stderr and "usage:" in run.stderr
+
+
+def test_output_prints_each_jobs_stdout_and_stderr(service_address: str) -> None:
+    run = run_example("--address", service_address, "--count", "2", "--output", 'echo "a b"; echo oops >&2')
+
+    assert run.returncode == 0, run.stderr
+    job_ids = ISSUED_LINE.fullmatch(run.stdout.splitlines()[0])["ids"].split()  # type: ignore[index]
+    printed = dict(re.findall(r"^job=(\d+ std(?:out|err))=(.*)$", run.stdout, re.MULTILINE))
+    for job_id in job_ids:
+        assert json.loads(printed[f"{job_id} stdout"]) == "a b\n"
+        assert json.loads(printed[f"{job_id} stderr"]) == "oops\n"
+
+
+def test_output_of_a_silent_job_is_empty_not_an_error(service_address: str) -> None:
+    run = run_example("--address", service_address, "--output", "true")
+
+    assert run.returncode == 0, run.stderr
+    assert re.search(r'^job=\d+ stdout=""$', run.stdout, re.MULTILINE), run.stdout
+    assert re.search(r'^job=\d+ stderr=""$', run.stdout, re.MULTILINE), run.stdout

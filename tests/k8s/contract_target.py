@@ -31,6 +31,7 @@ def k8s_target(tmp_path: Path) -> Iterator[Target]:
             max_cores=NODE_CORES,
             max_memory=NODE_MEMORY,
             checks_working_directory=False,  # the container runtime makes a missing workingDir
+            keeps_output=False,  # no Driver.output (pod logs) yet
         )
         try:
             yield target
@@ -48,7 +49,9 @@ def gateway_k8s_target(tmp_path: Path) -> Iterator[Target]:
         try:
             backends = f"k8s={k8s.address},local={local.address}"
             gateway = start_service("gateway", tmp_path / "gateway", "--backends", backends)
-            target = Target("gateway-k8s", gateway, max_cores=NODE_CORES, max_memory=NODE_MEMORY, checks_working_directory=False)
+            target = Target(
+                "gateway-k8s", gateway, max_cores=NODE_CORES, max_memory=NODE_MEMORY, checks_working_directory=False, keeps_output=False
+            )
             try:
                 yield target
             finally:

@@ -31,6 +31,7 @@ def mesos_target(tmp_path: Path) -> Iterator[Target]:
             max_cores=MAX_CORES,
             max_memory=MAX_MEMORY,
             checks_working_directory=False,  # FAILED from the task's shell: tests/mesos/test_mesos.py
+            keeps_output=False,  # no Driver.output (the sandbox's files) yet
         )
         try:
             yield target
@@ -46,7 +47,13 @@ def mesos_gateway_target(tmp_path: Path) -> Iterator[Target]:
     backend = start_mesos_service(tmp_path / "mesos", master)
     try:
         with gateway_in_front(
-            tmp_path, backend, "mesos-gateway", max_cores=MAX_CORES, max_memory=MAX_MEMORY, checks_working_directory=False
+            tmp_path,
+            backend,
+            "mesos-gateway",
+            max_cores=MAX_CORES,
+            max_memory=MAX_MEMORY,
+            checks_working_directory=False,
+            keeps_output=False,
         ) as target:
             yield target
     finally:

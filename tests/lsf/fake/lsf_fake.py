@@ -414,7 +414,12 @@ def supervise(args: list[str]) -> None:
     def output(path: str, append: bool) -> int:
         if not path:
             return subprocess.DEVNULL  # LSF would mail it
-        return os.open(path.replace("%J", str(job_id)), os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC), 0o644)
+        try:
+            return os.open(path.replace("%J", str(job_id)), os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC), 0o644)
+        except OSError:
+            # bsub -o/-oo: "If the specified output_file path is not accessible, the output will
+            # not be stored" (it is mailed); the job runs all the same.
+            return subprocess.DEVNULL
 
     stdout = output(job["stdout"], job["stdout_append"])
     stderr = output(job["stderr"], job["stderr_append"]) if job["stderr"] else subprocess.STDOUT
