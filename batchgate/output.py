@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from batchgate import units
 from batchgate.config import add_option
 from batchgate.driver import Job, OutputChunks, SubmittedJob
-from batchgate.errors import InvalidArgument, NoOutput
+from batchgate.errors import BatchgateError, InvalidArgument, NoOutput
 from batchgate.v1 import batchgate_pb2 as pb
 
 if TYPE_CHECKING:
@@ -181,6 +181,24 @@ def with_stderr_tail(message: str, path: str) -> str:
     if not tail:
         return message
     return f"{message}; {STDERR_TAIL_HEADING}\n{tail}" if message else f"{STDERR_TAIL_HEADING}\n{tail}"
+
+
+def output_tail(service: BatchService, job_id: int, stream: int, max_bytes: int) -> dict[str, str]:
+    """The last `max_bytes` of a job's output `stream` as text ({"text": ...}), for a person to
+    read (the status page's job page), or why there is none ({"missing": ...}). Blocks."""
+    try:
+        submitted, _ = service.find_job(job_id)
+        if service.driver.output_files:
+            with open(service.output_path(submitted.job, stream), "rb") as file:
+                file.seek(max(0, file.seek(0, os.SEEK_END) - max_bytes))
+                data = file.read(max_bytes)
+        else:
+            data = b"".join(service.driver.output(submitted, stream, max_bytes, False))
+    except BatchgateError as error:
+        return {"missing": error.message}
+    except OSError as error:
+        return {"missing": f"its output cannot be read: {error.strerror}"}
+    return {"text": data.decode("utf-8", errors="replace")}
 
 
 # ---- GetJobOutput ------------------------------------------------------------------------------

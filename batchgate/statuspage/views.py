@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from google.protobuf import json_format
 
+from batchgate.output import output_tail
 from batchgate.service import BatchService
 from batchgate.store import JobState
 from batchgate.v1 import batchgate_pb2 as pb
@@ -13,6 +14,7 @@ from batchgate.v1 import batchgate_pb2 as pb
 # job of the last day or so of a busy service; an older job's page shows it ended, without how.
 MAX_UPDATES_SEARCHED = 200_000
 SEARCH_PAGE = 2000
+OUTPUT_TAIL_BYTES = 4096  # of each stream, on a job's page
 MAX_COUNT_ROWS = 500  # (backend, job set) rows of live jobs; the totals count them all
 
 
@@ -99,8 +101,11 @@ def job_json(service: BatchService, job_id: int) -> dict[str, object] | None:
         "spec": json_format.MessageToDict(spec, preserving_proto_field_name=True),
         "timeline": timeline,
         "update": update_json(update) if update is not None else None,
-        # GetJobOutput (another part of issue 16) fills this: the last lines of stdout/stderr.
-        "output": None,
+        # What GetJobOutput answers, the end of each stream (or why there is none).
+        "output": {
+            name: output_tail(service, job_id, stream, OUTPUT_TAIL_BYTES)
+            for name, stream in (("stdout", pb.OUTPUT_STREAM_STDOUT), ("stderr", pb.OUTPUT_STREAM_STDERR))
+        },
     }
 
 

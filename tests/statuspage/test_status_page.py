@@ -152,14 +152,15 @@ def test_live_jobs_are_counted_by_backend_and_job_set(deployment: Deployment) ->
 
 
 def test_a_jobs_json_has_its_spec_timeline_scheduler_id_and_update(deployment: Deployment) -> None:
-    (update,) = run_jobs(deployment, spec("exit 3", backend="cluster", job_set="json", name="three"))
+    command = "echo to stdout; echo to stderr >&2; exit 3"
+    (update,) = run_jobs(deployment, spec(command, backend="cluster", job_set="json", name="three"))
     job = deployment.get_json(f"/api/jobs/{update.job_id}")
     assert job["state"] == "ended" and job["backend"] == "cluster" and job["job_set"] == "json"
-    assert job["spec"]["command"] == "exit 3" and job["spec"]["name"] == "three"  # type: ignore[index]
+    assert job["spec"]["command"] == command and job["spec"]["name"] == "three"  # type: ignore[index]
     assert job["scheduler_id"] == update.backing_id and update.backing_id.isdigit()  # Slurm's job id
     assert [step["event"] for step in job["timeline"]] == ["issued", "started", "ended"]  # type: ignore[attr-defined, index]
     assert job["update"]["exit_reason"] == "FAILED" and job["update"]["exit_status"] == 3  # type: ignore[index]
-    assert job["output"] is None  # GetJobOutput does not exist yet
+    assert job["output"] == {"stdout": {"text": "to stdout\n"}, "stderr": {"text": "to stderr\n"}}  # from Slurm's files
     status, _, body = deployment.get("/api/jobs/999999")
     assert status == 404 and b"no job 999999" in body
 
@@ -311,6 +312,7 @@ def test_in_a_browser_jobs_appear_live_and_a_job_has_its_page(deployment: Deploy
     assert "exit 3" in spec_shown and "call-variants" in spec_shown
     assert [event.lower() for event in texts("#timeline li strong")] == ["issued", "started", "ended"]
     assert browser.find_element(By.ID, "output-section").is_displayed()
+    assert browser.find_element(By.ID, "stdout").text == "(empty)"  # `exit 3` wrote nothing
     if screenshot:
         browser.save_screenshot(str(Path(screenshot).with_name(Path(screenshot).stem + "-job.png")))
 

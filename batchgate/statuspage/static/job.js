@@ -59,10 +59,12 @@ function renderJob(job) {
     row(spec, name.replaceAll("_", " "), shown, "code");
   }
 
-  // OUTPUT: filled once GetJobOutput exists (job.output: the tail of stdout/stderr as text).
-  const output = document.getElementById("output");
-  output.textContent = job.output ?? "Output is not available from this service yet.";
-  output.classList.toggle("muted", job.output === null || job.output === undefined);
+  for (const name of ["stdout", "stderr"]) {
+    const { text, missing } = job.output[name];
+    const shown = document.getElementById(name);
+    shown.textContent = missing ?? (text === "" ? "(empty)" : text);
+    shown.classList.toggle("muted", missing !== undefined || text === "");
+  }
   document.getElementById("job").hidden = false;
   return ["queued", "submitted", "running", "killing"].includes(job.state);
 }
