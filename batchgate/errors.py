@@ -8,6 +8,7 @@ exception with `from_rpc_error`, the way Toil's code expects to catch it.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from typing import ClassVar, NoReturn
 
@@ -172,6 +173,46 @@ class LimitExceeded(BatchgateError):
         return {"limit": self.limit, "value": str(self.value)}
 
 
+class Unauthenticated(BatchgateError):
+    """The call carries no valid bearer token (or none at all) where the service wants one."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(BatchgateError):
+    """The caller's token does not grant what the call asks (another tenant's job set or jobs).
+    The message names the request field and never what the other tenant has."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+    reason = "PERMISSION_DENIED"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+    def metadata(self) -> Mapping[str, str]:
+        return {"field": self.field}
+
+
+class RateLimited(LimitExceeded):
+    """A tenant sends more calls a second than the service allows it; the status carries a
+    google.rpc.RetryInfo saying when to try again."""
+
+    reason = "RATE_LIMITED"
+
+    def __init__(self, limit: str, value: int, message: str, retry_after: float) -> None:
+        super().__init__(limit, value, message)
+        self.retry_after = retry_after
+
+    def details(self) -> list[any_pb2.Any]:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromTimedelta(datetime.timedelta(seconds=self.retry_after))
+        packed = any_pb2.Any()
+        packed.Pack(retry)
+        return [*super().details(), packed]
+
+
 class ServiceError(BatchgateError):
     """Any other status, kept with its code and message."""
 
@@ -256,6 +297,13 @@ def _from_error_info(info: error_details_pb2.ErrorInfo, message: str) -> Batchga
         return BackendUnavailable(fields.get("backend", ""), message)
     if info.reason == SchedulerError.reason:
         return SchedulerError(fields.get("backend", ""), message)
+    if info.reason == Unauthenticated.reason:
+        return Unauthenticated(message)
+    if info.reason == PermissionDenied.reason:
+        field = fields.get("field", "")
+        return PermissionDenied(field, message.removeprefix(f"{field}: "))
+    if info.reason == RateLimited.reason:
+        return RateLimited(fields.get("limit", ""), int(fields.get("value", "0") or 0), message, 0.0)
     if info.reason == LimitExceeded.reason:
         return LimitExceeded(fields.get("limit", ""), int(fields.get("value", "0") or 0), message)
     return None

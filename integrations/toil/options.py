@@ -58,6 +58,12 @@ OPTIONS = (
     Option("--batchgateTlsCa", "batchgate_tls_ca", "PEM CA bundle to verify the service with; enables TLS."),
     Option("--batchgateTlsCert", "batchgate_tls_cert", "PEM client certificate for mutual TLS (with --batchgateTlsKey)."),
     Option("--batchgateTlsKey", "batchgate_tls_key", "PEM private key of --batchgateTlsCert."),
+    Option(
+        "--batchgateToken",
+        "batchgate_token",
+        "Bearer token for a service that wants one (its --tokens-file). Prefer the variable "
+        "TOIL_BATCHGATE_TOKEN (or BATCHGATE_TOKEN): a flag shows in ps.",
+    ),
 )
 
 
@@ -82,6 +88,7 @@ class Settings:
     tls_ca: str | None
     tls_cert: str | None
     tls_key: str | None
+    token: str | None = None
     wall_time_round_up: int = DEFAULT_WALL_TIME_ROUND_UP
 
     @classmethod
@@ -99,6 +106,7 @@ class Settings:
             tls_ca=value("batchgate_tls_ca"),
             tls_cert=value("batchgate_tls_cert"),
             tls_key=value("batchgate_tls_key"),
+            token=value("batchgate_token"),
             wall_time_round_up=seconds(getattr(config, "batchgate_wall_time_round_up", None), "--batchgateWallTimeRoundUp"),
         )
 
