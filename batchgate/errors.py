@@ -262,7 +262,8 @@ def from_rpc_error(error: grpc.RpcError) -> BatchgateError:
         status = rpc_status.from_call(error)  # type: ignore[arg-type]
     except (ValueError, AttributeError):
         status = None
-    for packed in status.details if status is not None else []:
+    details = list(status.details) if status is not None else []
+    for packed in details:
         if packed.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             request = error_details_pb2.BadRequest()
             packed.Unpack(request)
@@ -274,9 +275,20 @@ def from_rpc_error(error: grpc.RpcError) -> BatchgateError:
             packed.Unpack(info)
             if info.domain == DOMAIN:
                 known = _from_error_info(info, message)
+                if isinstance(known, RateLimited):
+                    known.retry_after = _retry_delay(details)
                 if known is not None:
                     return known
     return ServiceError(code, message or code.name)
+
+
+def _retry_delay(details: list[any_pb2.Any]) -> float:
+    """Seconds a google.rpc.RetryInfo among `details` says to wait (0 without one)."""
+    for packed in details:
+        retry = error_details_pb2.RetryInfo()
+        if packed.Unpack(retry):
+            return retry.retry_delay.ToTimedelta().total_seconds()
+    return 0.0
 
 
 def _from_error_info(info: error_details_pb2.ErrorInfo, message: str) -> BatchgateError | None:

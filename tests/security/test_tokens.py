@@ -16,10 +16,10 @@ import pytest
 from credentials import Tokens, write_tokens
 from harness import RunningService, collect_updates, spec, start_service, wait_until
 
-from batchgate.auth import Tenant
+from batchgate.auth import Tenant, hash_token
 from batchgate.client import BatchgateClient
 from batchgate.client.batch_client import open_channel
-from batchgate.errors import PermissionDenied, Unauthenticated
+from batchgate.errors import PermissionDenied, RateLimited, Unauthenticated
 from batchgate.v1 import batchgate_pb2 as pb
 from batchgate.v1 import batchgate_pb2_grpc as pb_grpc
 
@@ -28,7 +28,8 @@ SECRET_VALUE = "s3cret-value-never-logged"
 
 @pytest.fixture
 def service(tmp_path: Path, tokens: Tokens) -> Iterator[RunningService]:
-    running = start_service("local", tmp_path / "local", "--cores", "2", "--tokens-file", str(tokens.path))
+    # At DEBUG, so that "never logged" covers every log line the service has.
+    running = start_service("local", tmp_path / "local", "--cores", "2", "--tokens-file", str(tokens.path), "--log-level", "DEBUG")
     yield running
     running.kill()
 
@@ -120,7 +121,8 @@ def test_a_tenant_reaches_its_own_job_sets_and_learns_nothing_of_others(service:
 
 def test_kills_and_set_env_are_audited_with_the_tenant_and_no_secret(service: RunningService, tokens: Tokens) -> None:
     alice = stub_for(service, tokens["alice"])
-    (job_id,) = alice.IssueJobs(pb.IssueJobsRequest(specs=[spec("sleep 60", job_set="alice-wf")])).job_ids
+    with_secret = spec("sleep 60", job_set="alice-wf", environment={"DB_PASSWORD": SECRET_VALUE + "-in-a-job"})
+    (job_id,) = alice.IssueJobs(pb.IssueJobsRequest(specs=[with_secret])).job_ids
     alice.SetEnv(pb.SetEnvRequest(name="API_KEY", value=SECRET_VALUE, job_set="alice-wf"))
     alice.KillJobs(pb.KillJobsRequest(job_ids=[job_id]))
     bob = stub_for(service, tokens["bob"])
@@ -142,6 +144,7 @@ def test_kills_and_set_env_are_audited_with_the_tenant_and_no_secret(service: Ru
     everything = service.log()
     assert SECRET_VALUE not in everything
     assert not any(token in everything for token in tokens.by_tenant.values())
+    assert not any(hash_token(token) in everything for token in tokens.by_tenant.values())
 
 
 def test_the_tokens_file_is_read_again_on_sighup(service: RunningService, tokens: Tokens) -> None:
@@ -220,3 +223,19 @@ def test_a_gateway_with_tokens_sends_its_own_to_the_backends(tmp_path: Path, tok
     finally:
         gateway.kill()
         backend.kill()
+
+
+def test_a_tenant_over_its_request_rate_is_told_when_to_retry_and_others_are_not_slowed(tmp_path: Path, tokens: Tokens) -> None:
+    running = start_service("local", tmp_path / "rated", "--tokens-file", str(tokens.path), "--rate-limit", "1", "--rate-burst", "3")
+    try:
+        with BatchgateClient(running.address, job_set="alice-1", token=tokens["alice"], timeout=10) as alice:
+            with pytest.raises(RateLimited) as limited:
+                for _ in range(10):  # a burst of 3, then one a second: 10 calls this fast go over
+                    alice.issued_job_ids()
+        assert limited.value.limit == "--rate-limit" and 0 < limited.value.retry_after <= 1.0
+        assert "retry in" in limited.value.message
+        # Another tenant has its own allowance.
+        with BatchgateClient(running.address, job_set="bob-wf", token=tokens["bob"], timeout=10) as bob:
+            assert bob.issued_job_ids() == []
+    finally:
+        running.kill()
