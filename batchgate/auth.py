@@ -41,6 +41,7 @@ HASH_PREFIX = "sha256:"
 TOKEN_PREFIX = "bg_"
 METADATA_KEY = "authorization"
 _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
+TENANT_NAME_RULE = "tenant name {name!r} must be letters, digits, '_', '.', '@' or '-'"
 _HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
@@ -108,7 +109,7 @@ def parse_tokens_file(text: str, source: str) -> dict[str, Tenant]:
             raise TokensFileError(f"{where}: expected TENANT sha256:HASH [job-sets=...] [see-all] [env-all]")
         name, token_hash, *grants = words
         if not _TENANT.match(name):
-            raise TokensFileError(f"{where}: tenant name {name!r} must be letters, digits, '_', '.', '@' or '-'")
+            raise TokensFileError(f"{where}: {TENANT_NAME_RULE.format(name=name)}")
         if not _HASH.match(token_hash):
             # Never echo the word: it may be a token pasted by mistake.
             raise TokensFileError(f"{where}: the second word must be sha256: and 64 hex digits (batchgate token makes the line)")
@@ -235,6 +236,8 @@ def token_main(argv: Sequence[str]) -> int:
     parser.add_argument("--env-all", action="store_true", help="it may SetEnv for every job set at once")
     parser.add_argument("--append", metavar="FILE", help="append the line to this tokens file instead of printing it")
     args = parser.parse_args(argv)
+    if not _TENANT.match(args.tenant):
+        parser.error(TENANT_NAME_RULE.format(name=args.tenant))
     job_sets = tuple(part for part in args.job_sets.split(",") if part)
     token = new_token()
     line = tokens_file_line(Tenant(args.tenant, job_sets, see_all=args.see_all, env_all=args.env_all), token)
