@@ -220,6 +220,12 @@ def test_a_gateway_with_tokens_sends_its_own_to_the_backends(tmp_path: Path, tok
         direct = pb.ListIssuedJobsRequest(job_set="alice-wf")
         assert code_of(lambda: stub_for(backend, tokens["alice"]).ListIssuedJobs(direct)) is grpc.StatusCode.UNAUTHENTICATED
         assert code_of(lambda: stub_for(gateway, tokens["bob"]).ListIssuedJobs(direct)) is grpc.StatusCode.PERMISSION_DENIED
+        # A gateway with the wrong token reaches nothing, and says why.
+        stranger = start_service(
+            "gateway", tmp_path / "stranger", "--backends", f"local={backend.address}", env={"BATCHGATE_BACKEND_TOKEN": tokens["alice"]}
+        )
+        wait_until(lambda: "refuses the gateway" in stranger.log(), timeout=15, message="the refusal in the log")
+        stranger.kill()
     finally:
         gateway.kill()
         backend.kill()

@@ -9,7 +9,9 @@ still answers health checks, and jobs issued before are running, untouched.
 
 What is sent is made safe to run (the service runs what it is given): every command is `true`,
 output paths and working directories point into the test's folder, and kills spare the
-sentinel jobs (a kill of them would be obeyed, rightly).
+sentinel jobs (a kill of them would be obeyed, rightly). Except on the third target: a gateway
+with tokens, where the sentinels are another tenant's and the test's token alone must keep them
+from harm (PERMISSION_DENIED is then a clean answer too).
 """
 
 from __future__ import annotations
@@ -30,42 +32,60 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from messages import messages
 
+from batchgate.auth import Tenant, new_token, tokens_file_line
+from batchgate.client.batch_client import open_channel
 from batchgate.v1 import batchgate_pb2 as pb
 from batchgate.v1 import batchgate_pb2_grpc as pb_grpc
-from harness import RunningService, spec, start_service
+from harness import RunningService, spec, start_service, wait_until
 
 SERVICE = pb.DESCRIPTOR.services_by_name["BatchSystem"]
 METHODS = {method.name: method for method in SERVICE.methods}
 CLEAN = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
 SENTINEL_SET = "sentinel"
-EXAMPLES = int(os.environ.get("WIRE_EXAMPLES", "150"))  # more for a longer hunt
+EXAMPLES = int(os.environ.get("WIRE_EXAMPLES", "100"))  # more for a longer hunt
 
 
 @dataclass
 class Target:
     service: RunningService
-    channel: grpc.Channel
+    channel: grpc.Channel  # what the test sends on
     folder: Path
     sentinels: list[int]
+    spare_sentinels: bool  # False: the caller's token must keep it from touching them
+    clean: frozenset[grpc.StatusCode]
 
 
-@pytest.fixture(scope="module", params=["local", "gateway"])
+@pytest.fixture(scope="module", params=["local", "gateway", "gateway, another tenant"])
 def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    folder = tmp_path_factory.mktemp(f"wire-{request.param}")
-    services = [start_service("local", folder / "local", "--cores", "2", "--memory", "4G", "--max-message-size", "1M")]
-    if request.param == "gateway":
-        services.append(start_service("gateway", folder / "gateway", "--backends", f"local={services[0].address}", "--max-message-size", "1M"))
+    folder = tmp_path_factory.mktemp("wire")
+    tenanted = request.param == "gateway, another tenant"
+    owner, stranger = new_token(), new_token()
+    extra: list[str] = []
+    if tenanted:  # the sentinels are the owner's; the test sends as a tenant of other job sets
+        (folder / "tokens").write_text(
+            tokens_file_line(Tenant("owner", (SENTINEL_SET,)), owner) + "\n"
+            + tokens_file_line(Tenant("stranger", ("stranger-*",)), stranger) + "\n"
+        )  # fmt: skip
+        extra = ["--tokens-file", str(folder / "tokens")]
+    services = [start_service("local", folder / "local", "--cores", "2", "--memory", "4G")]
+    if request.param != "local":
+        services.append(start_service("gateway", folder / "gateway", "--backends", f"local={services[0].address}", *extra))
     service = services[-1]
-    channel = grpc.insecure_channel(service.address)
-    stub = pb_grpc.BatchSystemStub(channel)
+    owners = open_channel(service.address, token=owner if tenanted else None)
+    stub = pb_grpc.BatchSystemStub(owners)
     sentinels = list(stub.IssueJobs(pb.IssueJobsRequest(specs=[spec("sleep 600", job_set=SENTINEL_SET)] * 2)).job_ids)
-    yield Target(service, channel, folder, sentinels)
+    channel = open_channel(service.address, token=stranger) if tenanted else owners
+    clean = CLEAN | {grpc.StatusCode.PERMISSION_DENIED} if tenanted else CLEAN
+    yield Target(service, channel, folder, sentinels, spare_sentinels=not tenanted, clean=frozenset(clean))
     # Still serving, and the sentinels untouched: running, and never reported.
-    health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+    health = health_pb2_grpc.HealthStub(owners).Check(health_pb2.HealthCheckRequest(), timeout=10)
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     assert sorted(stub.ListIssuedJobs(pb.ListIssuedJobsRequest(job_set=SENTINEL_SET), timeout=10).job_ids) == sorted(sentinels)
+    running = pb.ListRunningJobsRequest(job_set=SENTINEL_SET)
+    wait_until(lambda: sorted(stub.ListRunningJobs(running, timeout=10).seconds_running) == sorted(sentinels), message="the sentinels running")
     assert "failed inside the service" not in service.log()
-    channel.close()
+    for opened in {owners, channel}:
+        opened.close()
     for running in reversed(services):
         running.kill()
 
@@ -84,13 +104,13 @@ def made_safe(request: message.Message, target: Target) -> message.Message:
         for field in ("working_directory", "stdout_path", "stderr_path"):
             if getattr(job, field):
                 setattr(job, field, str(target.folder / "scratch" / field))
-        if job.job_set == SENTINEL_SET:
+        if job.job_set == SENTINEL_SET and target.spare_sentinels:
             job.job_set = "not-the-sentinels"
-    if isinstance(safe, pb.KillJobsRequest):
+    if isinstance(safe, pb.KillJobsRequest) and target.spare_sentinels:
         kept = [job_id for job_id in safe.job_ids if job_id not in target.sentinels]
         del safe.job_ids[:]
         safe.job_ids.extend(kept)
-    if isinstance(safe, pb.SetEnvRequest) and safe.job_set == SENTINEL_SET:
+    if isinstance(safe, pb.SetEnvRequest) and safe.job_set == SENTINEL_SET and target.spare_sentinels:
         safe.job_set = "not-the-sentinels"
     return safe
 
@@ -114,11 +134,11 @@ def call(target: Target, method_name: str, payload: bytes) -> grpc.RpcError | No
     return None
 
 
-def assert_clean(error: grpc.RpcError | None, method_name: str, payload: bytes) -> None:
+def assert_clean(target: Target, error: grpc.RpcError | None, method_name: str, payload: bytes) -> None:
     if error is None:
         return
     code = error.code()
-    assert code in CLEAN, f"{method_name}({payload!r}) answered {code.name}: {error.details()}"
+    assert code in target.clean, f"{method_name}({payload!r}) answered {code.name}: {error.details()}"
     status = rpc_status.from_call(error)
     assert status is not None, f"{method_name}: {code.name} without a google.rpc.Status"
     if code is grpc.StatusCode.INVALID_ARGUMENT:
@@ -144,7 +164,7 @@ any_request = st.sampled_from(sorted(METHODS)).flatmap(
 def test_any_request_message_gets_a_clean_answer(target: Target, sent: tuple[str, message.Message]) -> None:
     method_name, request = sent
     payload = made_safe(request, target).SerializeToString()
-    assert_clean(call(target, method_name, payload), method_name, payload)
+    assert_clean(target, call(target, method_name, payload), method_name, payload)
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -157,10 +177,22 @@ def test_any_bytes_get_a_clean_answer(target: Target, method_name: str, payload:
         error = call(target, method_name, payload)
         assert error is not None and error.code() is grpc.StatusCode.INVALID_ARGUMENT, f"{method_name}({payload!r})"
         assert error.details().startswith(f"{kind.DESCRIPTOR.name}: "), error.details()
-        assert_clean(error, method_name, payload)
+        assert_clean(target, error, method_name, payload)
         return
     safe = made_safe(decoded, target)
     if safe != decoded:  # else the very bytes go, unknown fields and all
         payload = safe.SerializeToString()
-    assert_clean(call(target, method_name, payload), method_name, payload)
+    assert_clean(target, call(target, method_name, payload), method_name, payload)
 
+
+
+@pytest.mark.parametrize("target", ["gateway, another tenant"], indirect=True)
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(job_ids=st.lists(st.integers(-3, 40), max_size=6))
+def test_another_tenant_s_kills_never_reach_the_sentinels(target: Target, job_ids: list[int]) -> None:
+    payload = pb.KillJobsRequest(job_ids=job_ids).SerializeToString()
+    error = call(target, "KillJobs", payload)
+    if set(job_ids) & set(target.sentinels):
+        assert error is not None and error.code() is grpc.StatusCode.PERMISSION_DENIED, job_ids
+    else:
+        assert_clean(target, error, "KillJobs", payload)
