@@ -42,6 +42,12 @@ OPTIONS = (
         "workflows sharing a service never see each other's jobs. Default: the workflow ID.",
     ),
     Option(
+        "--batchgateJobSetPrefix",
+        "batchgate_job_set_prefix",
+        "Put before the workflow ID to make the default job set, e.g. 'alice-' for a token "
+        "granted the job sets 'alice-*'.",
+    ),
+    Option(
         "--batchgateBackend",
         "batchgate_backend",
         "Backend the gateway should run every job on (e.g. slurm). Default: the gateway chooses "
@@ -101,7 +107,7 @@ class Settings:
         assert config.workflowID is not None  # BatchSystemSupport has already insisted on it
         return cls(
             address=value("batchgate_address"),
-            job_set=value("batchgate_job_set") or config.workflowID,
+            job_set=value("batchgate_job_set") or (value("batchgate_job_set_prefix") or "") + config.workflowID,
             backend=value("batchgate_backend") or "",
             tls_ca=value("batchgate_tls_ca"),
             tls_cert=value("batchgate_tls_cert"),

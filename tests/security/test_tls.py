@@ -116,7 +116,8 @@ def test_the_toil_plugin_speaks_mutual_tls_with_a_token(secured: Secured, monkey
 
     monkeypatch.setenv("TOIL_BATCHGATE_TOKEN", "bg_not-this-one")  # the option wins over the variable
     config = Config()
-    config.workflowID = f"alice-{uuid.uuid4()}"
+    config.workflowID = str(uuid.uuid4())
+    config.batchgate_job_set_prefix = "alice-"  # alice's token grants alice-*
     config.batchgate_address = secured.gateway.address
     config.batchgate_token = secured.tokens["alice"]
     paths = secured.pki.client_paths()
