@@ -1,10 +1,10 @@
 """What every BatchSystem call passes before a handler sees it, in one place:
 
-1. decoding: handlers get the request's bytes and decode them here, so bytes that are no such
+1. authentication: the bearer token, when the service has a tokens file (batchgate/auth.py);
+2. the tenant's request rate (RESOURCE_EXHAUSTED with a google.rpc.RetryInfo);
+3. decoding: handlers get the request's bytes and decode them here, so bytes that are no such
    message get INVALID_ARGUMENT naming the request type (grpc's own deserializer would answer
    INTERNAL);
-2. authentication: the bearer token, when the service has a tokens file (batchgate/auth.py);
-3. the tenant's request rate (RESOURCE_EXHAUSTED with a google.rpc.RetryInfo);
 4. authorization: every job set the request names (its `job_set`, its specs' job sets, and the
    job sets of the job ids it names) must be one the tenant may use (for IssueJob(s), CheckJob,
    KillJobs and SetEnv) or see (for the rest). A refusal names the request's field, and says
@@ -130,10 +130,12 @@ class Gate:
         tenant: Tenant | None = None
         request: Any = None
         try:
-            request = decode(request_class, raw)
+            # Who asks comes first: a caller without a valid token learns nothing, not even
+            # whether its bytes would decode.
             tenant = self.tokens.authenticate(context.invocation_metadata())
             if self._rate_limit is not None:
                 self._rate_limit.take(tenant.name)
+            request = decode(request_class, raw)
             if tenant is not ANYONE:
                 await self._authorize(tenant, name, request)
         except BatchgateError as refusal:
@@ -223,7 +225,7 @@ def _audit(name: str, tenant: Tenant | None, request: Any, context: grpc.aio.Ser
     value is never logged (it may be a secret), only whether it set or unset the variable."""
     who = tenant.name if tenant is not None else "(unauthenticated)"
     if request is None:
-        what = "(undecodable request)"
+        what = "(request not read)"
     elif name == "KillJobs":
         shown = ",".join(str(job_id) for job_id in request.job_ids[:AUDITED_IDS]) or "(none)"
         more = len(request.job_ids) - AUDITED_IDS

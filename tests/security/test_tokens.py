@@ -57,6 +57,9 @@ def test_a_call_without_a_valid_token_is_unauthenticated(service: RunningService
     # The right token in another scheme is no bearer token either.
     channel = grpc.insecure_channel(service.address)
     service._channels.append(channel)
+    # Nor does a caller without one learn whether its bytes would decode.
+    garbage = channel.unary_unary("/batchgate.v1.BatchSystem/KillJobs")
+    assert code_of(lambda: garbage(b"\xff\xff\xff")) is grpc.StatusCode.UNAUTHENTICATED
     basic = [("authorization", f"Basic {tokens['alice']}")]
     assert code_of(lambda: pb_grpc.BatchSystemStub(channel).ListIssuedJobs(listing, metadata=basic)) is grpc.StatusCode.UNAUTHENTICATED
     # The client says what to do about it.
