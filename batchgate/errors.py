@@ -8,6 +8,7 @@ exception with `from_rpc_error`, the way Toil's code expects to catch it.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from typing import ClassVar, NoReturn
 
@@ -248,6 +249,46 @@ class NoOutput(BatchgateError):
         return {"job_id": str(self.job_id)}
 
 
+class Unauthenticated(BatchgateError):
+    """The call carries no valid bearer token (or none at all) where the service wants one."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(BatchgateError):
+    """The caller's token does not grant what the call asks (another tenant's job set or jobs).
+    The message names the request field and never what the other tenant has."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+    reason = "PERMISSION_DENIED"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+    def metadata(self) -> Mapping[str, str]:
+        return {"field": self.field}
+
+
+class RateLimited(LimitExceeded):
+    """A tenant sends more calls a second than the service allows it; the status carries a
+    google.rpc.RetryInfo saying when to try again."""
+
+    reason = "RATE_LIMITED"
+
+    def __init__(self, limit: str, value: int, message: str, retry_after: float) -> None:
+        super().__init__(limit, value, message)
+        self.retry_after = retry_after
+
+    def details(self) -> list[any_pb2.Any]:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromTimedelta(datetime.timedelta(seconds=self.retry_after))
+        packed = any_pb2.Any()
+        packed.Pack(retry)
+        return [*super().details(), packed]
+
+
 class ServiceError(BatchgateError):
     """Any other status, kept with its code and message."""
 
@@ -297,7 +338,8 @@ def from_rpc_error(error: grpc.RpcError) -> BatchgateError:
         status = rpc_status.from_call(error)  # type: ignore[arg-type]
     except (ValueError, AttributeError):
         status = None
-    for packed in status.details if status is not None else []:
+    details = list(status.details) if status is not None else []
+    for packed in details:
         if packed.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             request = error_details_pb2.BadRequest()
             packed.Unpack(request)
@@ -309,9 +351,20 @@ def from_rpc_error(error: grpc.RpcError) -> BatchgateError:
             packed.Unpack(info)
             if info.domain == DOMAIN:
                 known = _from_error_info(info, message)
+                if isinstance(known, RateLimited):
+                    known.retry_after = _retry_delay(details)
                 if known is not None:
                     return known
     return ServiceError(code, message or code.name)
+
+
+def _retry_delay(details: list[any_pb2.Any]) -> float:
+    """Seconds a google.rpc.RetryInfo among `details` says to wait (0 without one)."""
+    for packed in details:
+        retry = error_details_pb2.RetryInfo()
+        if packed.Unpack(retry):
+            return retry.retry_delay.ToTimedelta().total_seconds()
+    return 0.0
 
 
 def _from_error_info(info: error_details_pb2.ErrorInfo, message: str) -> BatchgateError | None:
@@ -334,6 +387,13 @@ def _from_error_info(info: error_details_pb2.ErrorInfo, message: str) -> Batchga
         return BackendUnavailable(fields.get("backend", ""), message)
     if info.reason == SchedulerError.reason:
         return SchedulerError(fields.get("backend", ""), message)
+    if info.reason == Unauthenticated.reason:
+        return Unauthenticated(message)
+    if info.reason == PermissionDenied.reason:
+        field = fields.get("field", "")
+        return PermissionDenied(field, message.removeprefix(f"{field}: "))
+    if info.reason == RateLimited.reason:
+        return RateLimited(fields.get("limit", ""), int(fields.get("value", "0") or 0), message, 0.0)
     if info.reason == LimitExceeded.reason:
         return LimitExceeded(fields.get("limit", ""), int(fields.get("value", "0") or 0), message)
     if info.reason == UnknownNode.reason:

@@ -22,6 +22,7 @@ import grpc
 from google.protobuf import message_factory
 
 from batchgate import metrics, output
+from batchgate.admission import Gate
 from batchgate.errors import BatchgateError, InvalidArgument, LimitExceeded, abort_async
 from batchgate.grouped import Grouped
 from batchgate.service import BatchService, IssueRequest
@@ -219,22 +220,23 @@ class BatchSystemServicer:
             self.service.metrics.observe_call("GetJobOutput", code.name, time.perf_counter() - started)
 
 
-def add_to_server(servicer: BatchSystemServicer, server: grpc.aio.Server) -> None:
+def add_to_server(servicer: BatchSystemServicer, server: grpc.aio.Server, gate: Gate) -> None:
     """Register every BatchSystem method, as the generated add_BatchSystemServicer_to_server
-    would, except that streams yield their messages encoded (GetUpdatedJob's as the update log
-    encoded them)."""
+    would, except that each takes its request as bytes, which `gate` decodes and checks
+    (batchgate/admission.py), and streams yield their messages encoded (GetUpdatedJob's as the
+    update log encoded them)."""
     handlers: dict[str, grpc.RpcMethodHandler] = {}
     for method in SERVICE.methods:
         request_class: Any = message_factory.GetMessageClass(method.input_type)
         behaviour = getattr(servicer, method.name)
         if method.server_streaming:
             handlers[method.name] = grpc.unary_stream_rpc_method_handler(
-                behaviour, request_deserializer=request_class.FromString, response_serializer=_already_encoded
+                gate.stream(method, request_class, behaviour), response_serializer=_already_encoded
             )
         else:
             response_class: Any = message_factory.GetMessageClass(method.output_type)
             handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-                behaviour, request_deserializer=request_class.FromString, response_serializer=response_class.SerializeToString
+                gate.unary(method, request_class, behaviour), response_serializer=response_class.SerializeToString
             )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE.full_name, handlers),))
     server.add_registered_method_handlers(SERVICE.full_name, handlers)

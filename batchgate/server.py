@@ -21,7 +21,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from batchgate import logs, output, registry, statuspage, units
-from batchgate.config import add_option
+from batchgate.admission import Gate, RateLimit
+from batchgate.auth import Tokens, TokensFileError, refuse_unprotected
+from batchgate.config import add_flag, add_option
 from batchgate.grpc_api import BatchSystemServicer, add_to_server
 from batchgate.jobspec import Defaults
 from batchgate.service import BatchService
@@ -65,6 +67,14 @@ def add_server_arguments(parser: argparse.ArgumentParser, definition: registry.S
         type=int,
         help="open GetUpdatedJob streams of one client connection (gRPC's peer: address and port)",
     )
+    add_option(
+        limits,
+        "--rate-limit",
+        default=0.0,
+        type=float,
+        help="calls a second one tenant may make, on average (0: no limit); past it RESOURCE_EXHAUSTED with RetryInfo",
+    )
+    add_option(limits, "--rate-burst", default=100, type=int, help="calls one tenant may make at once beyond --rate-limit")
     add_option(limits, "--max-issue-batch", default=10_000, type=int, help="jobs in one IssueJobs call")
     add_option(
         limits,
@@ -83,6 +93,18 @@ def add_server_arguments(parser: argparse.ArgumentParser, definition: registry.S
     add_option(group, "--tls-cert", default="", help="PEM certificate: serve TLS instead of plaintext")
     add_option(group, "--tls-key", default="", help="PEM private key for --tls-cert")
     add_option(group, "--tls-client-ca", default="", help="PEM CA bundle: require client certificates signed by it")
+    add_option(
+        group,
+        "--tokens-file",
+        default="",
+        help="file of bearer-token hashes and what each grants (batchgate token makes a line); "
+        "every call then needs 'authorization: Bearer TOKEN'; re-read on SIGHUP",
+    )
+    add_flag(
+        group,
+        "--insecure-public",
+        help="serve on a non-loopback address with neither TLS nor tokens (something else must protect it)",
+    )
     add_option(group, "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     defaults = parser.add_argument_group("job defaults (for resources a job does not name)")
     add_option(defaults, "--default-cores", default=1.0, type=float, help="cores")
@@ -103,6 +125,11 @@ def main(service_name: str, argv: list[str]) -> int:
 
 
 def serve(definition: registry.ServiceDefinition, args: argparse.Namespace) -> None:
+    refuse_unprotected(args.listen, tls=bool(args.tls_cert), tokens=bool(args.tokens_file), insecure_public=args.insecure_public)
+    try:
+        tokens = Tokens(Path(args.tokens_file) if args.tokens_file else None)
+    except TokensFileError as error:
+        raise SystemExit(f"batchgate serve {definition.name}: --tokens-file: {error}") from None
     driver = definition.build_driver(args)
     store = Store(Path(args.state_dir) / f"{args.name}.sqlite")
     service = BatchService(
@@ -115,18 +142,19 @@ def serve(definition: registry.ServiceDefinition, args: argparse.Namespace) -> N
     )
     service.start()
     try:
-        asyncio.run(_serve(service, args))
+        asyncio.run(_serve(service, args, tokens))
     finally:
         service.stop()
         log.info("stopped")
 
 
-async def _serve(service: BatchService, args: argparse.Namespace) -> None:
+async def _serve(service: BatchService, args: argparse.Namespace, tokens: Tokens) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully."""
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signal_number, stop_requested.set)
+    loop.add_signal_handler(signal.SIGHUP, tokens.reload)
 
     calls = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="call")
     store_readers = ThreadPoolExecutor(max_workers=STORE_READERS, thread_name_prefix="store-reader")
@@ -146,7 +174,14 @@ async def _serve(service: BatchService, args: argparse.Namespace) -> None:
         max_issue_batch=args.max_issue_batch,
         keepalive_seconds=STREAM_KEEPALIVE_SECONDS,
     )
-    add_to_server(servicer, server)
+    gate = Gate(
+        tokens,
+        job_sets_of=service.job_sets_of,
+        calls=calls,
+        observe=service.metrics.observe_call,
+        rate_limit=RateLimit(args.rate_limit, args.rate_burst) if args.rate_limit > 0 else None,
+    )
+    add_to_server(servicer, server, gate)
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -161,7 +196,15 @@ async def _serve(service: BatchService, args: argparse.Namespace) -> None:
     metrics_address = metrics_port.address if metrics_port else ""
     health_reports = asyncio.create_task(_report_health(service, health_servicer, calls))
     address = f"{host}:{port}"
-    log.info("%s serving on %s (metrics %s, state %s)", args.name, address, metrics_address or "off", service.store.path)
+    log.info(
+        "%s serving on %s (%s, %s; metrics %s, state %s)",
+        args.name,
+        address,
+        "TLS" if args.tls_cert else "plaintext",
+        f"tokens of {len(tokens.tenant_names())} tenant(s)" if tokens.required else "no tokens",
+        metrics_address or "off",
+        service.store.path,
+    )
     if args.ready_file:
         _write_ready_file(Path(args.ready_file), {"address": address, "metrics": metrics_address, "pid": os.getpid()})
 

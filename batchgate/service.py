@@ -541,6 +541,20 @@ class BatchService:
                 if live.state is JobState.RUNNING and live.started_at is not None and (not job_set or live.job.job_set == job_set)
             }
 
+    def job_sets_of(self, job_ids: Iterable[int]) -> dict[int, str]:
+        """The job set of each of these jobs the service ever issued (unknown ids left out)."""
+        wanted = set(job_ids)
+        found: dict[int, str] = {}
+        with self._jobs_lock:
+            for job_id in wanted:
+                live = self._jobs.get(job_id)
+                if live is not None:
+                    found[job_id] = live.job.job_set
+        rest = wanted - found.keys()
+        if rest:
+            found.update(self.store.job_sets(rest))
+        return found
+
     def counts(self) -> dict[JobState, int]:
         with self._jobs_lock:
             return collections.Counter(live.state for live in self._jobs.values())

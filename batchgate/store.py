@@ -194,6 +194,16 @@ class Store:
             found.update({key: job_id for key, job_id in rows})
         return found
 
+    def job_sets(self, job_ids: Iterable[int]) -> dict[int, str]:
+        """Job id -> job set, for the ids that are jobs."""
+        wanted = [job_id for job_id in set(job_ids) if 0 < job_id < 2**63]  # SQLite's integers
+        found: dict[int, str] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(self._reader().execute(f"SELECT job_id, job_set FROM jobs WHERE job_id IN ({marks})", chunk))
+        return found
+
     def insert_jobs(self, jobs: Sequence[NewJob], issued_at: float) -> None:
         with self._transaction() as db:
             db.executemany(

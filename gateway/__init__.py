@@ -10,12 +10,15 @@ capabilities fit it; see gateway/routing.py.
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 
 from batchgate import units
+from batchgate.client.batch_client import open_channel
 from batchgate.config import add_option
 from batchgate.registry import ServiceDefinition
 
+from .backend import CHANNEL_OPTIONS
 from .config import parse_backends, read_backends_file
 from .driver import GatewayDriver
 
@@ -32,6 +35,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_option(
         group, "--default-backend", default="", help="where a job goes when no backend is known to fit it (default: the first)"
     )
+    secured = parser.add_argument_group("gateway -> backends (TLS, mutual TLS and tokens)")
+    add_option(secured, "--backend-tls-ca", default="", help="PEM CA bundle the backends' certificates are signed by; enables TLS")
+    add_option(secured, "--backend-tls-cert", default="", help="PEM certificate the gateway shows the backends (mutual TLS)")
+    add_option(secured, "--backend-tls-key", default="", help="PEM private key of --backend-tls-cert")
+    add_option(
+        secured,
+        "--backend-token",
+        default="",
+        help="bearer token the gateway sends the backends; their tokens file must grant it the job sets 'gateway-*' "
+        "(prefer the variable: flags show in ps)",
+    )
     add_option(group, "--backend-timeout", default=30.0, type=units.parse_duration, help="seconds to wait for a backend's answer")
 
 
@@ -47,7 +61,17 @@ def build_driver(args: argparse.Namespace) -> GatewayDriver:
         raise SystemExit(
             f"batchgate serve gateway: --default-backend {args.default_backend!r} is not one of the backends ({', '.join(names)})"
         )
-    return GatewayDriver(backends, default_backend=args.default_backend, timeout=args.backend_timeout)
+    if bool(args.backend_tls_cert) != bool(args.backend_tls_key):
+        raise SystemExit("batchgate serve gateway: --backend-tls-cert and --backend-tls-key go together; give both or neither")
+    connect = functools.partial(
+        open_channel,
+        tls_ca=args.backend_tls_ca or None,
+        tls_cert=args.backend_tls_cert or None,
+        tls_key=args.backend_tls_key or None,
+        token=args.backend_token or None,
+        options=CHANNEL_OPTIONS,
+    )
+    return GatewayDriver(backends, default_backend=args.default_backend, timeout=args.backend_timeout, connect=connect)
 
 
 SERVICE = ServiceDefinition(

@@ -23,14 +23,16 @@ CHANNEL_OPTIONS = [
 UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 Response = TypeVar("Response", bound=Message)
+Connect = Callable[[str], grpc.Channel]
 
 
 class Backend:
-    def __init__(self, name: str, address: str, *, timeout: float) -> None:
+    def __init__(self, name: str, address: str, *, timeout: float, connect: Connect | None = None) -> None:
         self.name = name
         self.address = address
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        # `connect` makes the channel (TLS, a token); plaintext by default.
+        self.channel = connect(address) if connect else grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
         self.stub = pb_grpc.BatchSystemStub(self.channel)
         self.capabilities: pb.GetCapabilitiesResponse | None = None  # None until first reached
         self.limits: Limits | None = None  # the same, as routing reads them

@@ -31,7 +31,7 @@ from batchgate.errors import BackendUnavailable, BatchgateError, InvalidArgument
 from batchgate.v1 import batchgate_pb2 as pb
 
 from . import routing
-from .backend import Backend
+from .backend import Backend, Connect
 from .config import BackendAddress
 from .forward import backend_spec
 from .output import ForwardedOutput
@@ -50,8 +50,10 @@ class GatewayDriver(Driver):
     kind = "gateway"
     routes = True
 
-    def __init__(self, backends: Sequence[BackendAddress], *, default_backend: str, timeout: float) -> None:
-        self._backends = [Backend(backend.name, backend.address, timeout=timeout) for backend in backends]
+    def __init__(
+        self, backends: Sequence[BackendAddress], *, default_backend: str, timeout: float, connect: Connect | None = None
+    ) -> None:
+        self._backends = [Backend(backend.name, backend.address, timeout=timeout, connect=connect) for backend in backends]
         self._default = default_backend or backends[0].name
         self._upstreams: dict[str, Upstream] = {}
         self._pool = ThreadPoolExecutor(max_workers=max(8, 4 * len(backends)), thread_name_prefix="gateway-fan-out")

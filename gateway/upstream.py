@@ -24,7 +24,7 @@ import grpc
 from batchgate.backoff import Backoff
 from batchgate.driver import JobEvents
 from batchgate.endings import ending_of
-from batchgate.errors import BatchgateError
+from batchgate.errors import BatchgateError, PermissionDenied, Unauthenticated
 from batchgate.v1 import batchgate_pb2 as pb
 
 from .backend import Backend
@@ -117,6 +117,14 @@ class Upstream:
                 self.backend.call(self.backend.stub.KillJobs, pb.KillJobsRequest(job_ids=doomed))
                 with self._lock:
                     self._kill_when_back.difference_update(doomed)
+        except (Unauthenticated, PermissionDenied) as refusal:
+            # Not a backend that is down: a misconfiguration, which waiting will not mend.
+            log.warning(
+                "backend %s refuses the gateway (%s): check --backend-token and that its tokens file grants 'gateway-*'",
+                self.backend.name,
+                refusal.message,
+            )
+            return False
         except BatchgateError as error:
             log.debug("backend %s not reached: %s", self.backend.name, error.message)
             return False

@@ -23,6 +23,7 @@ import grpc
 from google.protobuf.message import Message
 
 from batchgate import units
+from batchgate.client.bearer import TOKEN_VARIABLE, with_token
 from batchgate.client.updates import UpdateFeed
 from batchgate.errors import DeadlockException, InvalidArgument, ServiceError, from_rpc_error
 from batchgate.jobspec import BACKEND_OPTION_FIELDS
@@ -64,6 +65,7 @@ class BatchgateClient:
     """A connection to one BatchSystem service (a backend or the gateway).
 
     `job_set` scopes listing and the update stream, and is given to every spec that names none.
+    `token` is the bearer token a service with a tokens file wants (default: $BATCHGATE_TOKEN).
     `after_sequence` is where the update stream starts: the `cursor` of an earlier client, to
     carry on where it stopped.
     """
@@ -77,12 +79,14 @@ class BatchgateClient:
         tls_ca: str | None = None,
         tls_cert: str | None = None,
         tls_key: str | None = None,
+        token: str | None = None,
         after_sequence: int = 0,
     ) -> None:
         self.address = address or os.environ.get(ADDRESS_VARIABLE) or DEFAULT_ADDRESS
         self.job_set = job_set
         self.timeout = timeout
-        self._channel = open_channel(self.address, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
+        token = token or os.environ.get(TOKEN_VARIABLE) or None
+        self._channel = open_channel(self.address, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, token=token)
         self._stub = rpc.BatchSystemStub(self._channel)
         self._cursor = after_sequence
         self._feed: UpdateFeed | None = None
@@ -253,20 +257,27 @@ class BatchgateClient:
 
 
 def open_channel(
-    address: str, *, tls_ca: str | None = None, tls_cert: str | None = None, tls_key: str | None = None
+    address: str,
+    *,
+    tls_ca: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    token: str | None = None,
+    options: Sequence[tuple[str, Any]] = CHANNEL_OPTIONS,
 ) -> grpc.Channel:
-    """A channel to `address`: TLS when a CA or a client certificate is given, else plaintext."""
+    """A channel to `address`: TLS when a CA or a client certificate is given, else plaintext;
+    sending `token` as a bearer token with every call when given."""
     if bool(tls_cert) != bool(tls_key):
         field = "tls_key" if tls_cert else "tls_cert"
         raise InvalidArgument(field, "a client certificate and its key go together; give both or neither")
     if not (tls_ca or tls_cert):
-        return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        return with_token(grpc.insecure_channel(address, options=options), token)
     credentials = grpc.ssl_channel_credentials(
         root_certificates=_read_file("tls_ca", tls_ca),
         private_key=_read_file("tls_key", tls_key),
         certificate_chain=_read_file("tls_cert", tls_cert),
     )
-    return grpc.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
+    return with_token(grpc.secure_channel(address, credentials, options=options), token)
 
 
 def _read_file(field: str, path: str | None) -> bytes | None:

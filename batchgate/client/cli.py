@@ -58,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from batchgate import server
 
             return server.main(args.name, passed_through)
+        if args.command == "token":
+            from batchgate import auth
+
+            return auth.token_main(passed_through)
         if args.command == "up":
             from batchgate import up
 
@@ -71,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tls_ca=args.tls_ca,
             tls_cert=args.tls_client_cert,
             tls_key=args.tls_client_key,
+            token=args.token,
         ) as client:
             run: Command = args.run
             return run(client, args)
@@ -92,12 +97,16 @@ def build_parser() -> Parser:
     config.add_option(parser, "--tls-ca", help="PEM file of the CA that signed the service's certificate")
     config.add_option(parser, "--tls-client-cert", help="PEM file of this client's certificate (mutual TLS)")
     config.add_option(parser, "--tls-client-key", help="PEM file of this client's private key (mutual TLS)")
+    config.add_option(
+        parser, "--token", help="bearer token for a service with a tokens file (prefer the variable: flags show in ps)"
+    )
     config.add_flag(parser, "--json", help="print answers as JSON, one object a line")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", add_help=False, help="run a service; its flags follow its name")
     serve.add_argument("name", choices=sorted(registry.SERVICE_MODULES))
     commands.add_parser("up", add_help=False, help="run the whole system on this machine")
+    commands.add_parser("token", add_help=False, help="make a bearer token and its line for a tokens file")
 
     submit = commands.add_parser("submit", help="issue a job; prints its id (one a line with --count)")
     add_spec_arguments(submit)

@@ -3,13 +3,18 @@
 // every one of them has been reported. Built from proto/ alone: no generated code.
 //
 //   node issue-and-follow.js [--address HOST:PORT] [--count N] [--cores C] [--wall-time S]
-//                            [--env NAME=VALUE ...] [--output] COMMAND
+//                            [--env NAME=VALUE ...] [--output] [--tls-ca PEM [--tls-cert PEM --tls-key PEM]]
+//                            [--token TOKEN] COMMAND
+//
+// --tls-ca turns TLS on (with --tls-cert and --tls-key: mutual TLS); a service with a tokens
+// file wants a bearer token: --token, or $BATCHGATE_TOKEN (a flag shows in ps).
 //
 // --env sets a variable with SetEnv for this run's job set alone; --wall-time gives each job a
 // limit, past which the service stops it and reports EXIT_REASON_TIMELIMIT; --output prints
 // each job's stdout and stderr (GetJobOutput) after its update.
 'use strict';
 
+const fs = require('node:fs');
 const path = require('node:path');
 const { randomUUID } = require('node:crypto');
 const { parseArgs, promisify } = require('node:util');
@@ -21,7 +26,9 @@ const PROTO_ROOT = path.join(__dirname, '..', '..', 'proto');
 // keepCase: the field names of the .proto; longs as strings: int64 ids lose nothing.
 const LOAD_OPTIONS = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true };
 
-const USAGE = 'usage: issue-and-follow.js [--address HOST:PORT] [--count N] [--cores C] [--wall-time S] [--env NAME=VALUE ...] [--output] COMMAND';
+const USAGE =
+  'usage: issue-and-follow.js [--address HOST:PORT] [--count N] [--cores C] [--wall-time S] [--env NAME=VALUE ...] [--output] ' +
+  '[--tls-ca PEM [--tls-cert PEM --tls-key PEM]] [--token TOKEN] COMMAND';
 
 function parseCommandLine() {
   let parsed;
@@ -34,6 +41,10 @@ function parseCommandLine() {
         'wall-time': { type: 'string' },
         env: { type: 'string', multiple: true, default: [] },
         output: { type: 'boolean', default: false },
+        'tls-ca': { type: 'string' },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
+        token: { type: 'string', default: process.env.BATCHGATE_TOKEN },
       },
       allowPositionals: true,
     });
@@ -52,7 +63,12 @@ function parseCommandLine() {
     if (equals < 1) exitWithUsage(`--env takes NAME=VALUE, not ${assignment}`);
     return { name: assignment.slice(0, equals), value: assignment.slice(equals + 1) };
   });
-  return { address: values.address, count, cores, wallTime, variables, output: values.output, command: positionals[0] };
+  if (Boolean(values['tls-cert']) !== Boolean(values['tls-key'])) exitWithUsage('--tls-cert and --tls-key go together');
+  if ((values['tls-cert'] || values['tls-key']) && !values['tls-ca']) exitWithUsage('--tls-cert needs --tls-ca');
+  const tls = values['tls-ca'] && { ca: values['tls-ca'], cert: values['tls-cert'], key: values['tls-key'] };
+  return {
+    address: values.address, tls, token: values.token, count, cores, wallTime, variables, output: values.output, command: positionals[0],
+  };
 }
 
 function exitWithUsage(problem) {
@@ -60,10 +76,27 @@ function exitWithUsage(problem) {
   process.exit(2);
 }
 
-function connect(address) {
+function connect({ address, tls, token }) {
   const definition = protoLoader.loadSync('batchgate/v1/batchgate.proto', { ...LOAD_OPTIONS, includeDirs: [PROTO_ROOT] });
   const { BatchSystem } = grpc.loadPackageDefinition(definition).batchgate.v1;
-  return new BatchSystem(address, grpc.credentials.createInsecure());
+  const credentials = tls
+    ? grpc.credentials.createSsl(
+        fs.readFileSync(tls.ca),
+        tls.key ? fs.readFileSync(tls.key) : null,
+        tls.cert ? fs.readFileSync(tls.cert) : null,
+      )
+    : grpc.credentials.createInsecure();
+  // The token goes as metadata on every call: grpc-js's call credentials would refuse a
+  // plaintext channel, and a service on 127.0.0.1 may want a token without TLS.
+  const interceptors = token
+    ? [(options, nextCall) => new grpc.InterceptingCall(nextCall(options), {
+        start(metadata, listener, next) {
+          metadata.set('authorization', `Bearer ${token}`);
+          next(metadata, listener);
+        },
+      })]
+    : [];
+  return new BatchSystem(address, credentials, { interceptors });
 }
 
 function describeUpdate(update) {
@@ -145,7 +178,7 @@ function describeStatusDetails(error) {
 
 async function main() {
   const options = parseCommandLine();
-  const client = connect(options.address);
+  const client = connect(options);
   try {
     await issueAndFollow(client, options);
   } catch (error) {

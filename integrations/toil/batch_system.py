@@ -70,6 +70,7 @@ class BatchgateBatchSystem(BatchSystemSupport):
             tls_ca=settings.tls_ca,
             tls_cert=settings.tls_cert,
             tls_key=settings.tls_key,
+            token=settings.token,
         )
         self._issued: set[int] = set()  # issued by this instance, not yet reported or killed
         self._issued_lock = threading.Lock()

@@ -42,6 +42,12 @@ OPTIONS = (
         "workflows sharing a service never see each other's jobs. Default: the workflow ID.",
     ),
     Option(
+        "--batchgateJobSetPrefix",
+        "batchgate_job_set_prefix",
+        "Put before the workflow ID to make the default job set, e.g. 'alice-' for a token "
+        "granted the job sets 'alice-*'.",
+    ),
+    Option(
         "--batchgateBackend",
         "batchgate_backend",
         "Backend the gateway should run every job on (e.g. slurm). Default: the gateway chooses "
@@ -58,6 +64,12 @@ OPTIONS = (
     Option("--batchgateTlsCa", "batchgate_tls_ca", "PEM CA bundle to verify the service with; enables TLS."),
     Option("--batchgateTlsCert", "batchgate_tls_cert", "PEM client certificate for mutual TLS (with --batchgateTlsKey)."),
     Option("--batchgateTlsKey", "batchgate_tls_key", "PEM private key of --batchgateTlsCert."),
+    Option(
+        "--batchgateToken",
+        "batchgate_token",
+        "Bearer token for a service that wants one (its --tokens-file). Prefer the variable "
+        "TOIL_BATCHGATE_TOKEN (or BATCHGATE_TOKEN): a flag shows in ps.",
+    ),
 )
 
 
@@ -82,6 +94,7 @@ class Settings:
     tls_ca: str | None
     tls_cert: str | None
     tls_key: str | None
+    token: str | None = None
     wall_time_round_up: int = DEFAULT_WALL_TIME_ROUND_UP
 
     @classmethod
@@ -94,11 +107,12 @@ class Settings:
         assert config.workflowID is not None  # BatchSystemSupport has already insisted on it
         return cls(
             address=value("batchgate_address"),
-            job_set=value("batchgate_job_set") or config.workflowID,
+            job_set=value("batchgate_job_set") or (value("batchgate_job_set_prefix") or "") + config.workflowID,
             backend=value("batchgate_backend") or "",
             tls_ca=value("batchgate_tls_ca"),
             tls_cert=value("batchgate_tls_cert"),
             tls_key=value("batchgate_tls_key"),
+            token=value("batchgate_token"),
             wall_time_round_up=seconds(getattr(config, "batchgate_wall_time_round_up", None), "--batchgateWallTimeRoundUp"),
         )
 
