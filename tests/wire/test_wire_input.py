@@ -40,7 +40,16 @@ from harness import RunningService, spec, start_service, wait_until
 
 SERVICE = pb.DESCRIPTOR.services_by_name["BatchSystem"]
 METHODS = {method.name: method for method in SERVICE.methods}
-CLEAN = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
+# OK, a field named, a limit; and, each with its google.rpc.ErrorInfo: no such job or node
+# (GetJobOutput, GetNodeInUse), no output kept (GetJobOutput), a backend that cannot ignore nodes.
+CLEAN = {
+    grpc.StatusCode.OK,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.UNIMPLEMENTED,
+}
 SENTINEL_SET = "sentinel"
 EXAMPLES = int(os.environ.get("WIRE_EXAMPLES", "100"))  # more for a longer hunt
 
