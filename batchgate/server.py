@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import sys
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def add_server_arguments(parser: argparse.ArgumentParser, definition: registry.S
         "--max-message-size",
         default=4 * 1024**2,
         type=units.parse_bytes,
-        help="bytes of one gRPC message, either way (e.g. 4M)",
+        help="bytes of one request (e.g. 4M; an IssueJobs of many jobs is one request)",
     )
     add_option(
         limits,
@@ -133,8 +134,9 @@ async def _serve(service: BatchService, args: argparse.Namespace) -> None:
     server = grpc.aio.server(
         migration_thread_pool=calls,
         options=[
+            # What it sends stays small whatever this says: a stream's message holds at most
+            # 1 MiB of updates (updatelog.MAX_BYTES_PER_MESSAGE), under any client's 4 MiB default.
             ("grpc.max_receive_message_length", args.max_message_size),
-            ("grpc.max_send_message_length", args.max_message_size),
             # Calls gRPC has received but the event loop has not taken up yet: past 1000 gRPC
             # refuses new calls at random, and at 3000 all of them, so that a burst of streams
             # (a gateway's watchers reconnecting at once) would be cut off with CANCELLED, not
@@ -164,6 +166,9 @@ async def _serve(service: BatchService, args: argparse.Namespace) -> None:
     # makes few reference cycles.
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+    # A thread that was handed work (the issuer, a call's worker) waits for the GIL up to the
+    # switch interval while another thread computes: 5 ms by default, 1 ms here.
+    sys.setswitchinterval(0.001)
     host = args.listen.rsplit(":", 1)[0]
     metrics_address = _start_metrics(args.metrics_listen)
     health_reports = asyncio.create_task(_report_health(service, health_servicer, calls))

@@ -118,6 +118,7 @@ def queued(jobs: int, state: Path) -> None:
         backend.kill()
     print(f"1. {jobs} jobs queued on a local backend (1 core; jobs of 1 core that wait), issued through a gateway, IssueJobs x{ISSUE_BATCH}")
     print(f"  issue rate: first {WINDOW // 1000}k {rates[0]:.0f} jobs/s, last {WINDOW // 1000}k {rates[-1]:.0f} jobs/s: {rates[-1] / rates[0]:.2f}x  (target >= 0.8x)")
+    print(f"  by {WINDOW // 1000}k: {' '.join(f'{rate:.0f}' for rate in rates)} jobs/s")
     print(f"  memory per queued job: gateway {per_job['gateway'] / 1024:.2f} KiB, local backend {per_job['local'] / 1024:.2f} KiB  (target <= 2 KiB)")
     print(f"  ListIssuedJobs via gateway: {list_empty * 1000:.1f} ms empty, {list_full * 1000:.1f} ms with {jobs} ({backend_list * 1000:.1f} ms on the backend)")
     print(f"  GetSchedulingStatus via gateway: {status_empty * 1000:.1f} ms empty, {status_full * 1000:.1f} ms with {jobs} ({backend_status * 1000:.1f} ms on the backend)")
