@@ -15,12 +15,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import random
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from batchgate.errors import LimitExceeded
 from batchgate.updatelog import UpdateLog
+
+
+WAKE_BATCH = 32  # streams woken in one turn of the event loop
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class Subscribers:
         self._loop = loop
         self._limits = limits
         self._waiting: dict[str, set[asyncio.Future[None]]] = {}
+        self._to_wake: collections.deque[asyncio.Future[None]] = collections.deque()
         self._by_peer: collections.Counter[str] = collections.Counter()
         self.open = 0
         log.listen(self._published)
@@ -75,7 +80,9 @@ class Subscribers:
         one after `keepalive` seconds without any. Ends when the log closes."""
         log = self._log
         cursor = after
-        last_sent = self._loop.time()
+        # As if the last message went at a random point of the last interval: streams opened
+        # together (a gateway's restart) then send their keep-alives spread out, not all at once.
+        last_sent = self._loop.time() - random.uniform(0, keepalive)
         while not log.closed:
             chunk = log.read_recent(cursor, job_set)
             if chunk is None:  # behind what memory holds
@@ -116,9 +123,19 @@ class Subscribers:
 
     def _wake(self, job_sets: frozenset[str] | None) -> None:
         names = list(self._waiting) if job_sets is None else [*job_sets, ""]
+        pending = bool(self._to_wake)
         for name in names:
-            for woken in self._waiting.pop(name, ()):
-                _settle(woken)
+            self._to_wake.extend(self._waiting.pop(name, ()))
+        if not pending:
+            self._wake_some()
+
+    def _wake_some(self) -> None:
+        """Wake WAKE_BATCH streams, and the next ones after whatever else is ready to run: an
+        update watched by thousands then does not hold up the calls that came meanwhile."""
+        for _ in range(min(WAKE_BATCH, len(self._to_wake))):
+            _settle(self._to_wake.popleft())
+        if self._to_wake:
+            self._loop.call_soon(self._wake_some)
 
 
 def _settle(future: asyncio.Future[None]) -> None:

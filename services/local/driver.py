@@ -173,18 +173,22 @@ class LocalDriver(Driver):
 
     def scheduling_status(self) -> SchedulingStatus:
         with self._lock:
-            waiting = [job for queue in self._waiting.values() for job in queue]
+            waiting = sum(len(queue) for queue in self._waiting.values())
             running = len(self._running)
             reasons: dict[str, int] = {}
             never = 0
-            for job in waiting:
-                if not self.budget.fits_ever(job):
-                    never += 1
+            # Whether a job fits, and what it waits for, depends on its shape alone: one look
+            # per shape, however many jobs wait.
+            for queue in self._waiting.values():
+                if not queue:
                     continue
-                shortage = self.budget.shortage(job)
+                if not self.budget.fits_ever(queue[0]):
+                    never += len(queue)
+                    continue
+                shortage = self.budget.shortage(queue[0])
                 if shortage is not None:
                     resource = shortage.split(":")[0]
-                    reasons[resource] = reasons.get(resource, 0) + 1
+                    reasons[resource] = reasons.get(resource, 0) + len(queue)
             free = self._describe_free()
         if not waiting:
             return SchedulingStatus(f"{running} job(s) running, none waiting; free: {free}")
@@ -192,7 +196,7 @@ class LocalDriver(Driver):
         if never:
             parts.append(f"{never} job(s) larger than this machine's budget")
         message = f"{running} running; " + "; ".join(parts) + f"; free: {free}"
-        return SchedulingStatus(message, deadlocked=bool(never) and never == len(waiting) and running == 0)
+        return SchedulingStatus(message, deadlocked=bool(never) and never == waiting and running == 0)
 
     def close(self) -> Sequence[int]:
         with self._lock:
