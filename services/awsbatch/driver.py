@@ -106,6 +106,7 @@ class AwsBatchDriver(Driver):
         self._definitions: dict[str, str] = {}  # image -> the job definition we registered for it
         self._known: dict[tuple[str, str], tuple[bool, float]] = {}  # (kind, name) -> exists, when asked
         self._checkpoint_written = 0.0
+        self._census_since: int | None = None
         self._capacity: Snapshot[_Capacity] = Snapshot(self._query_capacity)
         self.poll_cycles = 0
         self._closing = threading.Event()
@@ -124,21 +125,21 @@ class AwsBatchDriver(Driver):
             if self.settings.job_definition and not self._exists("definition", self.settings.job_definition):
                 raise Refused(f"AWS Batch has no active job definition {self.settings.job_definition!r}{self._where()}")
         except Unreachable as error:
+            self._unreachable(error)
             return f"AWS Batch cannot be reached now; jobs will wait until it can: {error}"
         return ""
 
     def attach(self, events: JobEvents, instance_id: str) -> None:
         super().attach(events, instance_id)
         self.calls.backend = events.name
+        # What the last run recorded, read before this run records anything of its own.
+        self._census_since = events.checkpoints().get(CHECKPOINT)
         self._poller.start()
 
     # ---- validation ---------------------------------------------------------------------------
 
     def limits(self) -> Limits:
-        try:
-            capacity, _ = self._capacity.get(CAPACITY_MAX_AGE, stale_ok=True)
-        except SchedulerError:
-            capacity = _Capacity()
+        capacity = self._capacity_now() or _Capacity()
         cores: list[float] = []
         memory: list[int] = []
         for environment in capacity.environments:
@@ -171,6 +172,8 @@ class AwsBatchDriver(Driver):
                 raise InvalidArgument(f"environment[{name!r}]", f"AWS Batch reserves names starting with {RESERVED_PREFIX}")
         options = job.options if isinstance(job.options, pb.AwsBatchOptions) else None
         try:
+            if self._unreachable_since is not None:
+                raise Unreachable(self._last_error)  # no issue waits on botocore's retries for an answer we know
             if options and options.job_queue and not self._exists("queue", options.job_queue):
                 raise InvalidArgument("aws_batch.job_queue", f"AWS Batch has no job queue {options.job_queue!r}{self._where()}")
             if options and options.job_definition and not self._exists("definition", options.job_definition):
@@ -246,7 +249,7 @@ class AwsBatchDriver(Driver):
         with self._lock:
             census = self._left_behind.get(queue)
         if census is None:
-            since = self.events.checkpoints().get(CHECKPOINT)
+            since = self._census_since
             census = {}
             if since is not None:
                 created_after = str(int((since - CLOCK_SLACK) * 1000))
@@ -356,6 +359,8 @@ class AwsBatchDriver(Driver):
         with self._lock:
             watched = dict(self._watched)
         if not watched:
+            if self._unreachable_since is not None:
+                self._probe()
             return
         try:
             seen = {job.backing_id: job for job in self._describe(list(watched))}
@@ -380,6 +385,15 @@ class AwsBatchDriver(Driver):
                 self.events.started(job.job_id, backing_id=backing_id, at=found.started_at)
             elif found.phase is Phase.ENDED:
                 self._end(backing_id, found.ending())
+
+    def _probe(self) -> None:
+        """With no job to ask about: whether AWS Batch answers again."""
+        try:
+            self.calls("describe_job_queues", jobQueues=[self.settings.job_queue])
+        except (Unreachable, Refused) as error:
+            self._unreachable(error)
+        else:
+            self._reachable()
 
     def _describe(self, backing_ids: Sequence[str]) -> list[Seen]:
         found: list[Seen] = []
@@ -521,7 +535,10 @@ class AwsBatchDriver(Driver):
             queues = self.calls("describe_job_queues", jobQueues=[self.settings.job_queue]).get("jobQueues", [])
             names = [entry["computeEnvironment"] for queue in queues for entry in queue.get("computeEnvironmentOrder", [])]
             environments = self.calls("describe_compute_environments", computeEnvironments=names).get("computeEnvironments", []) if names else []
-        except (Unreachable, Refused) as error:
+        except Unreachable as error:
+            self._unreachable(error)
+            raise SchedulerError(self.kind, str(error)) from error
+        except Refused as error:
             raise SchedulerError(self.kind, str(error)) from error
         capacity = _Capacity(environments=environments)
         wanted = sorted({name for environment in environments for name in (environment.get("computeResources") or {}).get("instanceTypes", [])})
@@ -560,10 +577,19 @@ class AwsBatchDriver(Driver):
         mib = max(entry["MemoryInfo"]["SizeInMiB"] for entry in described if entry)
         return float(vcpus), int(mib)
 
-    def node_types(self) -> list[pb.NodeType]:
+    def _capacity_now(self, max_age: float = CAPACITY_MAX_AGE) -> _Capacity | None:
+        """The queue's compute environments (as last seen, while AWS does not answer), or None."""
+        if self._unreachable_since is not None:
+            return self._capacity.latest()  # no call waits on botocore's retries for an answer we know
         try:
-            capacity, _ = self._capacity.get(CAPACITY_MAX_AGE, stale_ok=True)
+            capacity, _ = self._capacity.get(max_age, stale_ok=True)
         except SchedulerError:
+            return None
+        return capacity
+
+    def node_types(self) -> list[pb.NodeType]:
+        capacity = self._capacity_now()
+        if capacity is None:
             return []
         types: list[pb.NodeType] = []
         for environment in capacity.environments:
@@ -588,9 +614,8 @@ class AwsBatchDriver(Driver):
 
     def nodes(self) -> list[pb.Node]:
         """The compute environments themselves: AWS Batch does not list the instances behind them."""
-        try:
-            capacity, _ = self._capacity.get(self.settings.poll_interval * 5, stale_ok=True)
-        except SchedulerError:
+        capacity = self._capacity_now(self.settings.poll_interval * 5)
+        if capacity is None:
             return []
         return [
             pb.Node(
