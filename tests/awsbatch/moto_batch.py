@@ -169,15 +169,23 @@ def set_up_batch(moto: MotoBatch, image: str, host_paths: tuple[str, ...] = ("/t
     batch.create_job_queue(
         jobQueueName=QUEUE, state="ENABLED", priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "batchgate-test-env"}]
     )
-    batch.register_job_definition(
-        jobDefinitionName=DEFINITION,
+    register_definition(moto, DEFINITION, image, {path: path for path in host_paths})
+
+
+def register_definition(moto: MotoBatch, name: str, image: str, mounts: dict[str, str], environment: dict[str, str] | None = None) -> None:
+    """A job definition of `image` with `mounts` (container path -> host path) and `environment`."""
+    moto.client().register_job_definition(
+        jobDefinitionName=name,
         type="container",
         containerProperties={
             "image": image,
             "command": ["/bin/true"],
             "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "64"}],
-            "volumes": [{"name": f"mnt{index}", "host": {"sourcePath": path}} for index, path in enumerate(host_paths)],
-            "mountPoints": [{"sourceVolume": f"mnt{index}", "containerPath": path, "readOnly": False} for index, path in enumerate(host_paths)],
+            "environment": [{"name": key, "value": value} for key, value in (environment or {}).items()],
+            "volumes": [{"name": f"mnt{index}", "host": {"sourcePath": host}} for index, host in enumerate(mounts.values())],
+            "mountPoints": [
+                {"sourceVolume": f"mnt{index}", "containerPath": path, "readOnly": False} for index, path in enumerate(mounts)
+            ],
         },
     )
 
