@@ -9,7 +9,6 @@ looks for the job's tag before it submits again.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import Counter
@@ -21,7 +20,6 @@ from botocore.config import Config
 
 from batchgate import metrics
 
-log = logging.getLogger(__name__)
 
 SENT_NOTHING = (aws_errors.EndpointConnectionError, aws_errors.ConnectTimeoutError, aws_errors.ProxyConnectionError)
 THROTTLED_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "Throttling", "RequestLimitExceeded"})

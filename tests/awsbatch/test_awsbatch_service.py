@@ -226,3 +226,12 @@ def test_a_job_killed_while_queued_is_cancelled_and_never_reported(own_moto: Mot
         assert not stub.ListIssuedJobs(pb.ListIssuedJobsRequest()).job_ids
     finally:
         service.kill()
+
+
+def test_missing_credentials_are_named_at_start(moto: MotoBatch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    no_credentials = {"AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_EC2_METADATA_DISABLED": "true"}
+    with pytest.raises(RuntimeError) as caught:
+        start_service("awsbatch", tmp_path / "bad", *moto.service_args(*TEST_ARGS), env=no_credentials)
+    assert "no usable AWS credentials" in str(caught.value)
