@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,13 +14,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from harness import RunningService, start_service  # noqa: E402
-from moto_batch import CREDENTIALS, REGION, MotoBatch, moto_batch, shared_moto, terminate_tagged  # noqa: E402
-from recorder import Recorder  # noqa: E402
+from moto_batch import CREDENTIALS, REGION, TEST_ARGS, MotoBatch, moto_batch, shared_moto, terminate_tagged  # noqa: E402
+from awsbatch_recorder import DriverFactory, Recorder  # noqa: E402
 
 from batchgate.services.awsbatch.driver import AwsBatchDriver, Settings  # noqa: E402
 from batchgate.store import Store  # noqa: E402
-
-TEST_ARGS = ("--awsbatch-minimum-timeout", "1")
 
 
 @pytest.fixture(autouse=True)
@@ -52,9 +50,6 @@ def awsbatch(moto: MotoBatch, tmp_path: Path) -> Iterator[RunningService]:
     store = Store(state_dir / "awsbatch.sqlite")
     terminate_tagged(moto, store.instance_id())
     store.close()
-
-
-DriverFactory = Callable[..., tuple[AwsBatchDriver, Recorder]]
 
 
 @pytest.fixture

@@ -38,6 +38,8 @@ QUEUE = "batchgate-test-queue"
 DEFINITION = "batchgate-test-definition"
 INSTANCE_TYPE = "m5.large"  # 2 vCPUs, 8 GiB: what the service reports as one job's most
 MAX_VCPUS = 64
+# moto enforces any timeout; AWS's floor of 60 s would make every wall-time test a minute long.
+TEST_ARGS = ("--awsbatch-minimum-timeout", "1")
 
 
 def ensure_docker() -> None:

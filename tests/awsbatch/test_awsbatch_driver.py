@@ -7,10 +7,9 @@ import json
 import time
 import urllib.request
 
-from conftest import DriverFactory
 from moto_batch import QUEUE, MotoBatch
-from proxy import AnswerLosingProxy
-from recorder import Recorder
+from awsbatch_proxy import AnswerLosingProxy
+from awsbatch_recorder import DriverFactory, Recorder
 
 from batchgate.driver import Job
 from batchgate.endings import ExitReason

@@ -8,9 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import TEST_ARGS
 from harness import RunningService, collect_updates, spec, start_service
-from moto_batch import CREDENTIALS, MotoBatch
+from moto_batch import TEST_ARGS, CREDENTIALS, MotoBatch
 
 from batchgate.v1 import batchgate_pb2 as pb
 

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import TEST_ARGS
 from harness import RunningService, collect_updates, spec, start_service, updates_within, wait_until
-from moto_batch import CREDENTIALS, INSTANCE_TYPE, MAX_VCPUS, QUEUE, MotoBatch, free_port
-from proxy import AnswerLosingProxy
+from moto_batch import TEST_ARGS, CREDENTIALS, INSTANCE_TYPE, MAX_VCPUS, QUEUE, MotoBatch, free_port
+from awsbatch_proxy import AnswerLosingProxy
 
 from batchgate.errors import InvalidArgument, from_rpc_error
 from batchgate.store import Store

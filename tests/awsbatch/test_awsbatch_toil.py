@@ -11,9 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import TEST_ARGS
 from harness import RunningService, start_service
-from moto_batch import CREDENTIALS, IMAGE, MotoBatch, register_definition
+from moto_batch import TEST_ARGS, CREDENTIALS, IMAGE, MotoBatch, register_definition
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "toil"))
 from toil.common import Toil  # noqa: E402
@@ -54,8 +53,9 @@ def gateway_to_awsbatch(moto: MotoBatch, tmp_path: Path) -> Iterator[RunningServ
 
 @pytest.mark.slow
 def test_a_toil_fan_out_runs_through_the_gateway_on_aws_batch(gateway_to_awsbatch: RunningService, tmp_path: Path) -> None:
-    work_dir = tmp_path / "work"
+    work_dir, coordination_dir = tmp_path / "work", tmp_path / "coordination"
     work_dir.mkdir()
+    coordination_dir.mkdir()
     attempts = tmp_path / "attempts"
     options = Job.Runner.getDefaultArgumentParser().parse_args(
         [
@@ -64,6 +64,9 @@ def test_a_toil_fan_out_runs_through_the_gateway_on_aws_batch(gateway_to_awsbatc
             "--batchgateAddress", gateway_to_awsbatch.address,
             "--batchgateBackend", "awsbatch",
             "--workDir", str(work_dir),
+            # Each container has its own /run: workers share the workflow's directory only if they
+            # share where they agree on its cleanup (as Toil's AWS Batch system mounts /var/run/user).
+            "--coordinationDir", str(coordination_dir),
             "--retryCount", "1",
         ]
     )  # fmt: skip

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import collections
 import threading
+from collections.abc import Callable
 
 from batchgate.driver import Ending
 from batchgate.endings import Outcome, outcome_of
+from batchgate.services.awsbatch.driver import AwsBatchDriver
 
 
 class Recorder:
@@ -45,3 +47,7 @@ class Recorder:
 
     def ended_ids(self) -> collections.Counter[int]:
         return collections.Counter(job_id for job_id, _ in self.ends)
+
+
+# The `attach` fixture: makes drivers attached to recorders (tests/awsbatch/conftest.py).
+DriverFactory = Callable[..., tuple[AwsBatchDriver, Recorder]]
