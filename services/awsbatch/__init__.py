@@ -66,8 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def build_driver(args: argparse.Namespace) -> AwsBatchDriver:
     if not args.awsbatch_job_queue:
         raise SystemExit("batchgate: --awsbatch-job-queue (or BATCHGATE_AWSBATCH_JOB_QUEUE) is required")
-    if args.awsbatch_image and args.awsbatch_job_definition:
-        raise SystemExit("batchgate: give --awsbatch-image or --awsbatch-job-definition, not both")
+    if bool(args.awsbatch_image) == bool(args.awsbatch_job_definition):
+        raise SystemExit("batchgate: give --awsbatch-image or --awsbatch-job-definition (one of them)")
     if args.awsbatch_minimum_timeout < 1:
         raise SystemExit("batchgate: --awsbatch-minimum-timeout must be at least 1 second")
     settings = Settings(

@@ -184,8 +184,6 @@ class AwsBatchDriver(Driver):
             log.info("cannot check job %s's AWS Batch options now (%s); it will wait", job.name or "", error)
         if options and options.image and options.job_definition:
             raise InvalidArgument("aws_batch.image", "name a job definition or an image, not both")
-        if not (options and (options.image or options.job_definition)) and not (self.settings.image or self.settings.job_definition):
-            raise InvalidArgument("aws_batch", "this service has no default job definition or image: name one in aws_batch")
 
     # ---- submitting ---------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 from harness import RunningService, collect_updates, spec, start_service, updates_within, wait_until
-from moto_batch import TEST_ARGS, CREDENTIALS, INSTANCE_TYPE, MAX_VCPUS, QUEUE, MotoBatch, free_port
+from moto_batch import CREDENTIALS, IMAGE, INSTANCE_TYPE, MAX_VCPUS, QUEUE, TEST_ARGS, MotoBatch, free_port
 from awsbatch_proxy import AnswerLosingProxy
 
 from batchgate.errors import InvalidArgument, from_rpc_error
@@ -234,3 +234,25 @@ def test_missing_credentials_are_named_at_start(moto: MotoBatch, tmp_path: Path,
     with pytest.raises(RuntimeError) as caught:
         start_service("awsbatch", tmp_path / "bad", *moto.service_args(*TEST_ARGS), env=no_credentials)
     assert "no usable AWS credentials" in str(caught.value)
+
+
+def test_given_an_image_the_service_registers_its_own_job_definition(moto: MotoBatch, tmp_path: Path) -> None:
+    args = moto.service_args(*TEST_ARGS)
+    at = args.index("--awsbatch-job-definition")
+    args[at : at + 2] = ["--awsbatch-image", IMAGE, "--awsbatch-host-paths", "/tmp", "--awsbatch-owner-tag", "team-a"]
+    service = start_service("awsbatch", tmp_path / "awsbatch", *args, env=CREDENTIALS)
+    try:
+        output = tmp_path / "out"
+        (job,) = issue(service, spec(f"echo ran > {output}"))
+        (update,) = collect_updates(service.stub(), 1)
+        assert update.job_id == job and update.exit_reason == pb.EXIT_REASON_FINISHED
+        assert output.read_text() == "ran\n"  # /tmp is mounted as the flag says
+        instance = instance_of(service)
+        (aws_job,) = aws_jobs(moto, instance)
+        assert aws_job["tags"]["Owner"] == "team-a"
+        (definition,) = moto.client().describe_job_definitions(jobDefinitions=[aws_job["jobDefinition"]])["jobDefinitions"]
+        assert definition["jobDefinitionName"] == f"batchgate-{instance}"
+        assert definition["containerProperties"]["image"] == IMAGE
+        assert definition["retryStrategy"] == {"attempts": 1}
+    finally:
+        service.kill()
