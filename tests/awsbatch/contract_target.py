@@ -46,32 +46,3 @@ def awsbatch_target(tmp_path: Path) -> Iterator[Target]:
         store = Store(state_dir / "awsbatch.sqlite")
         terminate_tagged(moto, store.instance_id())
         store.close()
-
-
-@contextlib.contextmanager
-def gateway_awsbatch_target(tmp_path: Path) -> Iterator[Target]:
-    """A gateway with the AWS Batch backend first and a local one second: the jobs the suite
-    issues fit AWS Batch, so they run there, through the gateway; restart() restarts the gateway."""
-    moto = shared_moto()
-    awsbatch = start_service("awsbatch", tmp_path / "awsbatch", *moto.service_args(*TEST_ARGS, *MAX_DISK), env=CREDENTIALS)
-    local = start_service("local", tmp_path / "local", "--cores", "1", "--memory", "1G", "--disk", "10G", "--kill-grace", "1")
-    try:
-        gateway = start_service("gateway", tmp_path / "gateway", "--backends", f"awsbatch={awsbatch.address},local={local.address}")
-        capabilities = gateway.stub().GetCapabilities(pb.GetCapabilitiesRequest())
-        target = Target(
-            "gateway-awsbatch",
-            gateway,
-            max_cores=capabilities.max_cores,
-            max_memory=capabilities.max_memory,
-            checks_working_directory=False,
-        )
-        try:
-            yield target
-        finally:
-            target.close()
-    finally:
-        local.kill()
-        awsbatch.kill()
-        store = Store(tmp_path / "awsbatch" / "awsbatch.sqlite")
-        terminate_tagged(moto, store.instance_id())
-        store.close()
