@@ -8,8 +8,7 @@
   only when a failed job's exit code is missing from it (moto leaves it out; AWS puts it there),
   one ListJobs of the failed jobs of that queue.
 - Kill cancels queued jobs and terminates started ones, and returns once AWS reports them ended.
-- Capacity comes from the queue's compute environments (max vCPUs, instance types through EC2's
-  DescribeInstanceTypes where allowed); what cannot be known is left unknown.
+- Capacity comes from the queue's compute environments (capacity.py), cached for minutes.
 """
 
 from __future__ import annotations
@@ -21,16 +20,21 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from batchgate.driver import AcceleratorRequest, Driver, Ending, Job, JobEvents, Limits, SchedulingStatus, SubmittedJob, Verdict
+import boto3
+from botocore.config import Config
+
+from batchgate.driver import Driver, Ending, Job, JobEvents, Limits, SchedulingStatus, SubmittedJob, Verdict
 from batchgate.errors import InvalidArgument, SchedulerError
 from batchgate.hpc import Snapshot
 from batchgate.v1 import batchgate_pb2 as pb
 
+from . import capacity
 from . import jobs as translate
 from .aws import AnswerLost, Calls, Refused, Unreachable, make_client
+from .capacity import ComputeEnvironments
 from .jobs import Phase, Seen
 
 log = logging.getLogger(__name__)
@@ -76,12 +80,6 @@ class _Watched:
     misses: int = 0
 
 
-@dataclass
-class _Capacity:
-    environments: list[dict[str, Any]] = field(default_factory=list)
-    instance_types: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> DescribeInstanceTypes' entry
-
-
 class AwsBatchDriver(Driver):
     kind = "awsbatch"
     options_field = "aws_batch"
@@ -107,7 +105,7 @@ class AwsBatchDriver(Driver):
         self._known: dict[tuple[str, str], tuple[bool, float]] = {}  # (kind, name) -> exists, when asked
         self._checkpoint_written = 0.0
         self._census_since: int | None = None
-        self._capacity: Snapshot[_Capacity] = Snapshot(self._query_capacity)
+        self._capacity: Snapshot[ComputeEnvironments] = Snapshot(self._query_capacity)
         self.poll_cycles = 0
         self._closing = threading.Event()
         self._submitters = ThreadPoolExecutor(max_workers=settings.submit_workers, thread_name_prefix="awsbatch-submit")
@@ -139,26 +137,8 @@ class AwsBatchDriver(Driver):
     # ---- validation ---------------------------------------------------------------------------
 
     def limits(self) -> Limits:
-        capacity = self._capacity_now() or _Capacity()
-        cores: list[float] = []
-        memory: list[int] = []
-        for environment in capacity.environments:
-            resources = environment.get("computeResources") or {}
-            biggest = self._biggest_instance(resources.get("instanceTypes") or [], capacity)
-            max_vcpus = resources.get("maxvCpus")
-            if biggest is not None:
-                vcpus, mib = biggest
-                cores.append(min(vcpus, max_vcpus) if max_vcpus else vcpus)
-                memory.append(mib * translate.MIB)
-            elif max_vcpus:
-                cores.append(max_vcpus)
-        gpus = (AcceleratorRequest(count=self.settings.max_gpus, kind="gpu"),) if self.settings.max_gpus else ()
-        return Limits(
-            max_cores=max(cores) if cores else None,
-            max_memory=max(memory) if memory and len(memory) == len(capacity.environments) else None,
-            max_disk=self.settings.max_disk,
-            accelerators=gpus,
-        )
+        known = self._capacity_now() or ComputeEnvironments()
+        return known.limits(max_disk=self.settings.max_disk, max_gpus=self.settings.max_gpus)
 
     def features(self) -> Sequence[str]:
         # AWS Batch schedules no disk: a job's disk request is accepted and not enforced.
@@ -528,102 +508,36 @@ class AwsBatchDriver(Driver):
             message += " (RUNNABLE: waiting for capacity in the queue's compute environments" + (f": {said})" if said else ")")
         return SchedulingStatus(message=message)
 
-    def _query_capacity(self) -> _Capacity:
+    def _query_capacity(self) -> ComputeEnvironments:
         try:
-            queues = self.calls("describe_job_queues", jobQueues=[self.settings.job_queue]).get("jobQueues", [])
-            names = [entry["computeEnvironment"] for queue in queues for entry in queue.get("computeEnvironmentOrder", [])]
-            environments = self.calls("describe_compute_environments", computeEnvironments=names).get("computeEnvironments", []) if names else []
+            return capacity.describe(self.calls, self.settings.job_queue, self._ec2)
         except Unreachable as error:
             self._unreachable(error)
             raise SchedulerError(self.kind, str(error)) from error
         except Refused as error:
             raise SchedulerError(self.kind, str(error)) from error
-        capacity = _Capacity(environments=environments)
-        wanted = sorted({name for environment in environments for name in (environment.get("computeResources") or {}).get("instanceTypes", [])})
-        if wanted:
-            capacity.instance_types = self._instance_types(wanted)
-        return capacity
-
-    def _instance_types(self, names: list[str]) -> dict[str, dict[str, Any]]:
-        """EC2's description of named instance types ("optimal" and families like "m5" are not
-        types and stay unknown); {} where EC2 will not say (no permission, say)."""
-        exact = [name for name in names if "." in name]
-        if not exact:
-            return {}
-        try:
-            ec2 = self._ec2()
-            answer = ec2.describe_instance_types(InstanceTypes=exact)
-        except Exception as error:  # capacity is a nicety: unknown is an honest answer
-            log.info("EC2 does not describe instance types %s: %s", exact, error)
-            return {}
-        return {entry["InstanceType"]: entry for entry in answer.get("InstanceTypes", [])}
 
     def _ec2(self) -> Any:
-        import boto3
-        from botocore.config import Config
-
         config = Config(region_name=self.settings.region or None, retries={"mode": self.settings.retry_mode, "max_attempts": 2})
         return boto3.session.Session().client("ec2", endpoint_url=self.settings.endpoint_url or None, config=config)
 
-    @staticmethod
-    def _biggest_instance(names: list[str], capacity: _Capacity) -> tuple[float, int] | None:
-        """The most vCPUs and MiB one job can have among these instance types, if all are known."""
-        described = [capacity.instance_types.get(name) for name in names]
-        if not described or any(entry is None for entry in described):
-            return None
-        vcpus = max(entry["VCpuInfo"]["DefaultVCpus"] for entry in described if entry)
-        mib = max(entry["MemoryInfo"]["SizeInMiB"] for entry in described if entry)
-        return float(vcpus), int(mib)
-
-    def _capacity_now(self, max_age: float = CAPACITY_MAX_AGE) -> _Capacity | None:
+    def _capacity_now(self, max_age: float = CAPACITY_MAX_AGE) -> ComputeEnvironments | None:
         """The queue's compute environments (as last seen, while AWS does not answer), or None."""
         if self._unreachable_since is not None:
             return self._capacity.latest()  # no call waits on botocore's retries for an answer we know
         try:
-            capacity, _ = self._capacity.get(max_age, stale_ok=True)
+            known, _ = self._capacity.get(max_age, stale_ok=True)
         except SchedulerError:
             return None
-        return capacity
+        return known
 
     def node_types(self) -> list[pb.NodeType]:
-        capacity = self._capacity_now()
-        if capacity is None:
-            return []
-        types: list[pb.NodeType] = []
-        for environment in capacity.environments:
-            resources = environment.get("computeResources") or {}
-            spot = resources.get("type") in ("SPOT", "FARGATE_SPOT")
-            for name in resources.get("instanceTypes") or []:
-                entry = capacity.instance_types.get(name)
-                if entry is None:
-                    continue  # a family or "optimal": what AWS would launch is not known
-                vcpus = entry["VCpuInfo"]["DefaultVCpus"]
-                gpus = sum(gpu.get("Count", 0) for gpu in (entry.get("GpuInfo") or {}).get("Gpus", []))
-                types.append(
-                    pb.NodeType(
-                        cores=vcpus,
-                        memory=entry["MemoryInfo"]["SizeInMiB"] * translate.MIB,
-                        accelerators=[pb.Accelerator(count=gpus, kind="gpu")] if gpus else [],
-                        preemptible=spot,
-                        count=max(1, int(resources.get("maxvCpus", 0)) // vcpus),  # at most this many fit the environment
-                    )
-                )
-        return types
+        known = self._capacity_now()
+        return known.node_types() if known else []
 
     def nodes(self) -> list[pb.Node]:
-        """The compute environments themselves: AWS Batch does not list the instances behind them."""
-        capacity = self._capacity_now(self.settings.poll_interval * 5)
-        if capacity is None:
-            return []
-        return [
-            pb.Node(
-                name=environment.get("computeEnvironmentName", ""),
-                state=f"{environment.get('state', '')} {environment.get('status', '')}".strip(),
-                cores=float((environment.get("computeResources") or {}).get("maxvCpus", 0)),
-                preemptible=(environment.get("computeResources") or {}).get("type") in ("SPOT", "FARGATE_SPOT"),
-            )
-            for environment in capacity.environments
-        ]
+        known = self._capacity_now(self.settings.poll_interval * 5)
+        return known.nodes() if known else []
 
     def close(self) -> Sequence[int]:
         self._closing.set()
