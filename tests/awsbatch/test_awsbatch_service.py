@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 from harness import RunningService, collect_updates, spec, start_service, updates_within, wait_until
-from moto_batch import CREDENTIALS, IMAGE, INSTANCE_TYPE, MAX_VCPUS, QUEUE, TEST_ARGS, MotoBatch, free_port
+from moto_batch import CREDENTIALS, IMAGE, INSTANCE_TYPE, MAX_VCPUS, QUEUE, TEST_ARGS, MotoBatch, free_port, terminate_tagged
 from awsbatch_proxy import AnswerLosingProxy
 
 from batchgate.errors import InvalidArgument, from_rpc_error
@@ -256,3 +256,22 @@ def test_given_an_image_the_service_registers_its_own_job_definition(moto: MotoB
         assert definition["retryStrategy"] == {"attempts": 1}
     finally:
         service.kill()
+
+
+def test_jobs_are_reported_lost_when_aws_stays_unreachable(moto: MotoBatch, tmp_path: Path) -> None:
+    endpoint = AnswerLosingProxy(moto.endpoint)
+    args = moto.service_args(*TEST_ARGS, "--awsbatch-give-up-after", "2", "--awsbatch-max-attempts", "1")
+    args[args.index("--awsbatch-endpoint-url") + 1] = endpoint.endpoint
+    service = start_service("awsbatch", tmp_path / "awsbatch", *args, env=CREDENTIALS)
+    try:
+        stub = service.stub()
+        (job,) = issue(service, spec("sleep 60"))
+        wait_until(lambda: job in stub.ListRunningJobs(pb.ListRunningJobsRequest()).seconds_running, 30, message="running")
+        endpoint.close()  # AWS goes away, and stays away
+
+        (update,) = collect_updates(stub, 1, timeout=60)
+        assert update.job_id == job and (update.exit_reason, update.exit_status) == (pb.EXIT_REASON_LOST, 255)
+        assert "lost sight of AWS Batch job" in update.message and update.backing_id in update.message
+    finally:
+        service.kill()
+        terminate_tagged(moto, instance_of(service))
