@@ -539,6 +539,10 @@ class AwsBatchDriver(Driver):
         known = self._capacity_now(self.settings.poll_interval * 5)
         return known.nodes() if known else []
 
+    def health(self) -> dict[str, bool]:
+        """Under the service's name: whether AWS Batch answers (the store's health is the kit's)."""
+        return {self.name: self._unreachable_since is None}
+
     def close(self) -> Sequence[int]:
         self._closing.set()
         self._submitters.shutdown(wait=True, cancel_futures=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harness import RunningService, collect_updates, spec, start_service, updates_within, wait_until
 from moto_batch import CREDENTIALS, IMAGE, INSTANCE_TYPE, MAX_VCPUS, QUEUE, TEST_ARGS, MotoBatch, free_port, terminate_tagged
 from awsbatch_proxy import AnswerLosingProxy
@@ -168,12 +169,17 @@ def test_jobs_wait_while_the_endpoint_is_unreachable_and_run_once_it_answers(mot
             lambda: "cannot be reached" in stub.GetSchedulingStatus(pb.GetSchedulingStatusRequest()).message, 30, message="an unreachable status"
         )
         assert list(stub.ListIssuedJobs(pb.ListIssuedJobsRequest()).job_ids) == [job]
+        health = health_pb2_grpc.HealthStub(service.channel())
+        serving = health_pb2.HealthCheckResponse.SERVING
+        wait_until(lambda: health.Check(health_pb2.HealthCheckRequest(service="awsbatch")).status != serving, 30, message="not serving")
+        assert health.Check(health_pb2.HealthCheckRequest()).status == serving  # the service itself serves on
 
         endpoint = AnswerLosingProxy(moto.endpoint, port)  # the endpoint answers from now on
 
         (update,) = collect_updates(stub, 1, timeout=60)
         assert update.job_id == job and update.exit_reason == pb.EXIT_REASON_FINISHED
         assert len(aws_jobs(moto, instance_of(service))) == 1
+        wait_until(lambda: health.Check(health_pb2.HealthCheckRequest(service="awsbatch")).status == serving, 30, message="serving again")
     finally:
         service.kill()
         if endpoint is not None:
