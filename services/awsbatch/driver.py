@@ -95,6 +95,7 @@ class AwsBatchDriver(Driver):
         )
         self.calls = Calls(self._client, self.kind)
         self._lock = threading.Lock()
+        self._census_lock = threading.Lock()
         self._watched: dict[str, _Watched] = {}  # AWS job id -> ours
         self._latest: dict[str, Seen] = {}  # the last pass's answer, for status and kill
         self._unreachable_since: float | None = None
@@ -224,22 +225,19 @@ class AwsBatchDriver(Driver):
         them: the first time a queue is used, take a census of what this instance's tags hold
         there (jobs created since the last checkpoint), and take those back instead of
         submitting them again."""
-        with self._lock:
+        with self._census_lock:  # one census per queue, whatever the number of submitting threads
             census = self._left_behind.get(queue)
-        if census is None:
-            since = self._census_since
-            census = {}
-            if since is not None:
-                created_after = str(int((since - CLOCK_SLACK) * 1000))
-                summaries = self.calls.pages(
-                    "list_jobs", "jobSummaryList", jobQueue=queue, filters=[{"name": "AFTER_CREATED_AT", "values": [created_after]}]
-                )
-                census = self._tagged(summary["jobId"] for summary in summaries)
-                if census:
-                    log.info("%d job(s) in %s carry this service's tags", len(census), queue)
-            with self._lock:
-                census = self._left_behind.setdefault(queue, census)
-        with self._lock:
+            if census is None:
+                census = {}
+                if self._census_since is not None:
+                    created_after = str(int((self._census_since - CLOCK_SLACK) * 1000))
+                    summaries = self.calls.pages(
+                        "list_jobs", "jobSummaryList", jobQueue=queue, filters=[{"name": "AFTER_CREATED_AT", "values": [created_after]}]
+                    )
+                    census = self._tagged(summary["jobId"] for summary in summaries)
+                    if census:
+                        log.info("%d job(s) in %s carry this service's tags", len(census), queue)
+                self._left_behind[queue] = census
             return census.pop(job.job_id, "")
 
     def _tagged(self, backing_ids: Iterable[str]) -> dict[int, str]:
