@@ -445,7 +445,7 @@ class AwsBatchDriver(Driver):
                 if submitted.backing_id:
                     self._watched[submitted.backing_id] = _Watched(submitted.job.job_id, queue, started=submitted.started_at is not None)
         for submitted in jobs:
-            if not submitted.backing_id:  # never recorded: the census at the next submission finds it, or nothing does
+            if not submitted.backing_id:  # submitted, yet with no AWS id recorded: nothing to follow
                 message = f"no AWS Batch job id was recorded for job {submitted.job.job_id}"
                 self.events.ended(submitted.job.job_id, Ending(Verdict.VANISHED, message=message))
 
@@ -457,13 +457,20 @@ class AwsBatchDriver(Driver):
             latest = dict(self._latest)
         if not backing_ids:
             return
-        try:
-            for backing_id in backing_ids:
-                known = latest.get(backing_id)
+
+        def stop(backing_id: str) -> None:
+            known = latest.get(backing_id)
+            try:
                 if known is not None and known.phase is Phase.WAITING and known.status != "STARTING":
                     self.calls("cancel_job", jobId=backing_id, reason="cancelled through batchgate KillJobs")
                 else:
                     self.calls("terminate_job", jobId=backing_id, reason="terminated through batchgate KillJobs")
+            except Refused as error:  # e.g. a job AWS has forgotten: the wait below decides
+                log.info("AWS Batch refused to stop job %s: %s", backing_id, error)
+
+        try:
+            # The submitting threads are free: the kit submits nothing while a kill is made.
+            list(self._submitters.map(stop, backing_ids))
             self._wait_until_ended(backing_ids)
         except (Unreachable, Refused) as error:
             raise SchedulerError(self.kind, f"killing AWS Batch jobs {', '.join(backing_ids)}: {error}") from error
