@@ -48,6 +48,7 @@ CHECKPOINT = "awsbatch.submitting_since"  # epoch seconds before which no job in
 CHECKPOINT_REFRESH = 600  # seconds
 CLOCK_SLACK = 300  # seconds of clock difference between us and AWS that a census allows for
 RESERVED_PREFIX = "AWS_BATCH"
+HEALTH_NAME = "aws-batch"  # the gRPC health service's name for the AWS Batch endpoint
 
 
 @dataclass(frozen=True)
@@ -545,8 +546,8 @@ class AwsBatchDriver(Driver):
         return known.nodes() if known else []
 
     def health(self) -> dict[str, bool]:
-        """Under the service's name: whether AWS Batch answers (the store's health is the kit's)."""
-        return {self.name: self._unreachable_since is None}
+        """Whether AWS Batch answers (the store's health is the kit's); also the backend_up gauge."""
+        return {HEALTH_NAME: self._unreachable_since is None}
 
     def close(self) -> Sequence[int]:
         self._closing.set()

@@ -171,7 +171,7 @@ def test_jobs_wait_while_the_endpoint_is_unreachable_and_run_once_it_answers(mot
         assert list(stub.ListIssuedJobs(pb.ListIssuedJobsRequest()).job_ids) == [job]
         health = health_pb2_grpc.HealthStub(service.channel())
         serving = health_pb2.HealthCheckResponse.SERVING
-        wait_until(lambda: health.Check(health_pb2.HealthCheckRequest(service="awsbatch")).status != serving, 30, message="not serving")
+        wait_until(lambda: health.Check(health_pb2.HealthCheckRequest(service="aws-batch")).status != serving, 30, message="not serving")
         assert health.Check(health_pb2.HealthCheckRequest()).status == serving  # the service itself serves on
 
         endpoint = AnswerLosingProxy(moto.endpoint, port)  # the endpoint answers from now on
@@ -179,7 +179,7 @@ def test_jobs_wait_while_the_endpoint_is_unreachable_and_run_once_it_answers(mot
         (update,) = collect_updates(stub, 1, timeout=60)
         assert update.job_id == job and update.exit_reason == pb.EXIT_REASON_FINISHED
         assert len(aws_jobs(moto, instance_of(service))) == 1
-        wait_until(lambda: health.Check(health_pb2.HealthCheckRequest(service="awsbatch")).status == serving, 30, message="serving again")
+        wait_until(lambda: health.Check(health_pb2.HealthCheckRequest(service="aws-batch")).status == serving, 30, message="serving again")
     finally:
         service.kill()
         if endpoint is not None:
