@@ -10,15 +10,10 @@ import urllib.request
 from moto_batch import QUEUE, MotoBatch
 from awsbatch_proxy import AnswerLosingProxy
 from awsbatch_recorder import DriverFactory, Recorder
+from driver_recording import make_job
 
-from batchgate.driver import Job
 from batchgate.endings import ExitReason
 from batchgate.services.awsbatch.driver import CHECKPOINT
-
-
-def make_job(job_id: int, command: str = "true", **fields: object) -> Job:
-    defaults: dict[str, object] = {"name": f"test-{job_id}", "cores": 1.0, "memory": 64 * 1024**2, "disk": 0}
-    return Job(job_id=job_id, command=command, **{**defaults, **fields})  # type: ignore[arg-type]
 
 
 def tagged(moto: MotoBatch, instance_id: str) -> list[str]:
@@ -69,7 +64,7 @@ def test_jobs_an_earlier_run_submitted_unrecorded_are_taken_back(moto: MotoBatch
     events = Recorder(checkpoints={CHECKPOINT: int(time.time()) - 5})
     driver, _ = attach(instance_id="census", events=events)
 
-    backing_ids = driver.submit([make_job(7), make_job(8)])
+    backing_ids = driver.submit([make_job(7, "true"), make_job(8, "true")])
 
     assert backing_ids[0] == earlier and backing_ids[1] and backing_ids[1] != earlier
     assert driver.calls.counts["submit_job"] == 1  # job 8 alone
@@ -86,7 +81,7 @@ def test_one_describe_call_per_hundred_live_jobs_per_poll(own_moto: MotoBatch, a
     )
     urllib.request.urlopen(request).close()
     driver, events = attach(endpoint_url=own_moto.endpoint, poll_interval=3600)
-    assert all(driver.submit([make_job(job_id) for job_id in range(1, 151)]))
+    assert all(driver.submit([make_job(job_id, "true") for job_id in range(1, 151)]))
     before = dict(driver.calls.counts)
 
     driver.poll()
