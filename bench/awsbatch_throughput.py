@@ -15,9 +15,8 @@ live but no container runs: the figures are the API's, not Docker's.
 from __future__ import annotations
 
 import argparse
-import os
-import json
 import math
+import os
 import re
 import sys
 import tempfile
@@ -30,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "awsbatch")]
 
 from harness import start_service  # noqa: E402
-from moto_batch import CREDENTIALS, DEFINITION, QUEUE, REGION, MotoBatch, moto_batch  # noqa: E402
+from moto_batch import CREDENTIALS, DEFINITION, QUEUE, REGION, MotoBatch, moto_batch, set_job_transitions  # noqa: E402
 
 from batchgate.driver import Ending, Job  # noqa: E402
 from batchgate.services.awsbatch import jobs as translate  # noqa: E402
@@ -54,15 +53,6 @@ class Ignore:
 
     def checkpoints(self) -> dict[str, int]:
         return {}
-
-
-def hold_jobs(moto: MotoBatch) -> None:
-    request = urllib.request.Request(
-        f"{moto.endpoint}/moto-api/state-manager/set-transition",
-        data=json.dumps({"model_name": "batch::job", "transition": {"progression": "manual", "times": 10**9}}).encode(),
-        method="POST",
-    )
-    urllib.request.urlopen(request).close()
 
 
 def bench_job(job_id: int) -> Job:
@@ -146,7 +136,7 @@ def main() -> None:
     for name, value in CREDENTIALS.items():
         os.environ.setdefault(name, value)
     with tempfile.TemporaryDirectory() as logs, moto_batch(Path(logs)) as moto:
-        hold_jobs(moto)
+        set_job_transitions(moto, {"progression": "manual", "times": 10**9})  # jobs stay SUBMITTED
         submit_throughput(moto, args.jobs, args.rounds)
         print()
         print("live jobs  poll cycles  AWS calls  per cycle  per cycle per 100")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import io
+import json
 import os
 import shutil
 import socket
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -242,3 +244,24 @@ def terminate_tagged(moto: MotoBatch, instance_id: str) -> None:
         for job in batch.describe_jobs(jobs=live[start : start + 100])["jobs"]:
             if job.get("tags", {}).get("batchgate:instance") == instance_id:
                 batch.terminate_job(jobId=job["jobId"], reason="test over")
+
+
+def set_job_transitions(moto: MotoBatch, transition: dict[str, object] | None) -> None:
+    """How moto moves jobs through SUBMITTED..RUNNING (its state manager): e.g. one state every
+    2 s ({"progression": "time", "seconds": 2}), or never ({"progression": "manual", "times":
+    10**9}: live jobs, no containers); None: at once, moto's default."""
+    if transition is None:
+        path, body = "unset-transition", {"model_name": "batch::job"}
+    else:
+        path, body = "set-transition", {"model_name": "batch::job", "transition": transition}
+    request = urllib.request.Request(f"{moto.endpoint}/moto-api/state-manager/{path}", data=json.dumps(body).encode(), method="POST")
+    urllib.request.urlopen(request).close()
+
+
+@contextmanager
+def job_transitions(moto: MotoBatch, transition: dict[str, object]) -> Iterator[None]:
+    set_job_transitions(moto, transition)
+    try:
+        yield
+    finally:
+        set_job_transitions(moto, None)

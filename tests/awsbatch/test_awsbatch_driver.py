@@ -3,14 +3,12 @@ asks of AWS Batch, and that no job is ever submitted twice."""
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 
-from moto_batch import QUEUE, MotoBatch
 from awsbatch_proxy import AnswerLosingProxy
 from awsbatch_recorder import DriverFactory, Recorder
 from driver_recording import make_job
+from moto_batch import QUEUE, MotoBatch, set_job_transitions
 
 from batchgate.endings import ExitReason
 from batchgate.services.awsbatch.driver import CHECKPOINT
@@ -74,12 +72,7 @@ def test_jobs_an_earlier_run_submitted_unrecorded_are_taken_back(moto: MotoBatch
 
 def test_one_describe_call_per_hundred_live_jobs_per_poll(own_moto: MotoBatch, attach: DriverFactory) -> None:
     # Jobs that stay SUBMITTED (moto moves them on only when told): live, and no containers.
-    request = urllib.request.Request(
-        f"{own_moto.endpoint}/moto-api/state-manager/set-transition",
-        data=json.dumps({"model_name": "batch::job", "transition": {"progression": "manual", "times": 1_000_000}}).encode(),
-        method="POST",
-    )
-    urllib.request.urlopen(request).close()
+    set_job_transitions(own_moto, {"progression": "manual", "times": 10**9})
     driver, events = attach(endpoint_url=own_moto.endpoint, poll_interval=3600)
     assert all(driver.submit([make_job(job_id, "true") for job_id in range(1, 151)]))
     before = dict(driver.calls.counts)

@@ -3,16 +3,14 @@ local Docker engine, and everything is asked through the service's gRPC API as a
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from harness import RunningService, collect_updates, spec, start_service, updates_within, wait_until
-from moto_batch import CREDENTIALS, IMAGE, INSTANCE_TYPE, MAX_VCPUS, QUEUE, TEST_ARGS, MotoBatch, free_port, terminate_tagged
 from awsbatch_proxy import AnswerLosingProxy
+from harness import RunningService, collect_updates, spec, start_service, updates_within, wait_until
+from moto_batch import CREDENTIALS, IMAGE, INSTANCE_TYPE, MAX_VCPUS, QUEUE, TEST_ARGS, MotoBatch, free_port, job_transitions, terminate_tagged
 
 from batchgate.errors import InvalidArgument, from_rpc_error
 from batchgate.store import Store
@@ -209,28 +207,19 @@ def test_after_kill_9_every_job_is_taken_back_and_reported_once(awsbatch: Runnin
         restarted.kill()
 
 
-def test_a_job_killed_while_queued_is_cancelled_and_never_reported(own_moto: MotoBatch, tmp_path: Path) -> None:
+def test_a_job_killed_while_queued_is_cancelled_and_never_reported(awsbatch: RunningService, moto: MotoBatch) -> None:
     # moto moves a job one state on every 2 s (SUBMITTED, PENDING, RUNNABLE, STARTING, RUNNING).
-    request = urllib.request.Request(
-        f"{own_moto.endpoint}/moto-api/state-manager/set-transition",
-        data=json.dumps({"model_name": "batch::job", "transition": {"progression": "time", "seconds": 2}}).encode(),
-        method="POST",
-    )
-    urllib.request.urlopen(request).close()
-    service = start_service("awsbatch", tmp_path / "awsbatch", *own_moto.service_args(*TEST_ARGS), env=CREDENTIALS)
-    try:
-        stub = service.stub()
-        (queued,) = issue(service, spec("sleep 300"))
+    with job_transitions(moto, {"progression": "time", "seconds": 2}):
+        stub = awsbatch.stub()
+        (queued,) = issue(awsbatch, spec("sleep 300"))
         wait_until(
             lambda: "waiting: 1 PENDING" in stub.GetSchedulingStatus(pb.GetSchedulingStatusRequest()).message, 30, message="pending in AWS"
         )
         stub.KillJobs(pb.KillJobsRequest(job_ids=[queued]))
-        (job,) = aws_jobs(own_moto, instance_of(service))
-        assert job["status"] == "FAILED" and job["statusReason"] == "cancelled through batchgate KillJobs"
-        assert not updates_within(stub, 2.0)
-        assert not stub.ListIssuedJobs(pb.ListIssuedJobsRequest()).job_ids
-    finally:
-        service.kill()
+    (job,) = aws_jobs(moto, instance_of(awsbatch))
+    assert job["status"] == "FAILED" and job["statusReason"] == "cancelled through batchgate KillJobs"
+    assert not updates_within(stub, 2.0)
+    assert not stub.ListIssuedJobs(pb.ListIssuedJobsRequest()).job_ids
 
 
 def test_missing_credentials_are_named_at_start(moto: MotoBatch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
