@@ -132,7 +132,7 @@ def start_moto(port: int | None = None, log_dir: Path | None = None) -> MotoBatc
             [server, "-H", "127.0.0.1", "-p", str(port)], stdout=log_file, stderr=subprocess.STDOUT, env=environment, start_new_session=True
         )
     moto = MotoBatch(f"http://127.0.0.1:{port}", process, log_path)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90  # importing moto takes seconds, many on a loaded machine
     while True:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
