@@ -214,6 +214,10 @@ class Driver(abc.ABC):
     def node_types(self) -> list[pb.NodeType]:
         return []
 
+    def features(self) -> Sequence[str]:
+        """What GetCapabilities' features add about this scheduler (e.g. "disk:not-enforced")."""
+        return ()
+
     def refusals(self, job: Job) -> list[pb.Shortfall]:
         """Why backends would not take `job`: a router's account, for CheckJob, of the backends
         it passed over; [] for a backend (the kit reports its own refusal)."""

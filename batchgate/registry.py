@@ -18,6 +18,7 @@ SERVICE_MODULES: dict[str, str] = {
     "lsf": "batchgate.services.lsf",
     "mesos": "batchgate.services.mesos",
     "k8s": "batchgate.services.k8s",
+    "awsbatch": "batchgate.services.awsbatch",
 }
 
 

@@ -580,6 +580,7 @@ class BatchService:
 
     def capabilities(self) -> pb.GetCapabilitiesResponse:
         capabilities = limits_to_proto(self.driver.limits(), self.name, self.driver.kind)
+        capabilities.features.extend(self.driver.features())
         if self.driver.options_field:  # so a gateway knows where a job's typed options may go
             capabilities.features.append(f"options:{self.driver.options_field}")
         capabilities.backends.extend(self.driver.backend_capabilities())

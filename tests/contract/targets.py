@@ -102,3 +102,6 @@ from k8s.contract_target import gateway_k8s_target, k8s_target  # noqa: E402  (a
 
 TARGETS["k8s"] = k8s_target
 TARGETS["gateway-k8s"] = gateway_k8s_target
+from awsbatch.contract_target import awsbatch_target  # noqa: E402  (moto's AWS Batch on a Docker engine; see tests/awsbatch)
+
+TARGETS["awsbatch"] = awsbatch_target

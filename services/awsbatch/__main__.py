@@ -1,0 +1,5 @@
+import sys
+
+from batchgate import server
+
+sys.exit(server.main("awsbatch", sys.argv[1:]))
