@@ -186,14 +186,14 @@ class KubernetesDriver(Driver):
                     self.batch.delete_namespaced_job(name, self.settings.namespace, propagation_policy="Foreground", _preload_content=False)
             except ApiException as error:
                 if error.status != 404:
-                    raise SchedulerError(f"deleting Job {name}: {api_message(error)}") from error
+                    raise SchedulerError(self.name, f"deleting Job {name}: {api_message(error)}") from error
         # Foreground: the Job stays (with a deletionTimestamp) until its pods are gone.
         deadline = time.monotonic() + self.settings.kill_grace + 60
         with self._gone:
             while any(self.jobs.get(name) is not None for name in names):
                 if not self._gone.wait(max(0.0, min(1.0, deadline - time.monotonic()))) and time.monotonic() > deadline:
                     left = [name for name in names if self.jobs.get(name) is not None]
-                    raise SchedulerError(f"Jobs still there after deletion: {', '.join(left)}")
+                    raise SchedulerError(self.name, f"Jobs still there after deletion: {', '.join(left)}")
 
     # ---- adopting -----------------------------------------------------------------------------
 

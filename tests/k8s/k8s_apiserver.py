@@ -53,6 +53,8 @@ PATH = re.compile(
 )
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# What the API server's strconv.ParseBool takes as true (the Python client sends "True").
+GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 HISTORY = 10_000  # events kept for watches to resume from; older versions get 410 Gone
 
 
@@ -326,7 +328,7 @@ class ApiHandler(BaseHTTPRequestHandler):
             self._send(404, status_object(404, "NotFound", f"the server could not find the requested resource {url.path}"))
             return
         resource, namespace, name = match["resource"], match["namespace"] or "", match["name"]
-        watching = query.get("watch") in ("1", "true")
+        watching = query.get("watch") in GO_TRUE
         cluster.count(f"{'WATCH' if watching else method} {resource}")
         if self.server.latency and not watching:
             time.sleep(self.server.latency)  # what a real server's round trip and etcd write take
