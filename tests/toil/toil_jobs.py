@@ -8,7 +8,7 @@ from pathlib import Path
 
 from toil.job import Job
 
-SMALL = {"cores": 0.5, "memory": "64M", "disk": "16M"}
+SMALL = {"cores": 0.5, "memory": "256M", "disk": "16M"}  # a Toil worker with cwltool at hand needs more than 64M (Slurm enforces it)
 
 
 def fan_out(job: Job, width: int, attempts_log: str) -> int:
