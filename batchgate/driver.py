@@ -150,6 +150,9 @@ class Driver(abc.ABC):
     # True when the scheduler writes a job's stdout/stderr to the files the job names (its
     # stdout_path/stderr_path), and this service can read them: see `output_file`.
     output_files: ClassVar[bool] = False
+    # True when `output` reads a job's output from where the scheduler keeps it (pod logs,
+    # CloudWatch, a sandbox): the kit then quotes the end of a failed job's stderr from there.
+    keeps_output: ClassVar[bool] = False
 
     def attach(self, events: JobEvents, instance_id: str) -> None:
         """Called once, before any other call: keep `events` and start any background work.

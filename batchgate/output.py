@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from batchgate import units
 from batchgate.config import add_option
-from batchgate.driver import Job, OutputChunks, SubmittedJob
+from batchgate.driver import Driver, Job, OutputChunks, SubmittedJob
 from batchgate.errors import BatchgateError, InvalidArgument, NoOutput
 from batchgate.v1 import batchgate_pb2 as pb
 
@@ -166,21 +166,42 @@ def stderr_tail(path: str) -> str:
             size = file.seek(0, os.SEEK_END)
             start = max(0, size - STDERR_TAIL_BYTES)
             file.seek(start)
-            data = file.read(STDERR_TAIL_BYTES)
+            return last_lines(file.read(STDERR_TAIL_BYTES), cut_short=start > 0)
     except OSError:
         return ""
+
+
+def last_lines(data: bytes, *, cut_short: bool) -> str:
+    """The last STDERR_TAIL_LINES lines of the end of some output (whose first line is dropped
+    when `cut_short`: it starts mid-line)."""
     lines = data.decode("utf-8", errors="replace").splitlines()
-    if start > 0 and lines:
-        lines = lines[1:]  # the first one is cut short
+    if cut_short and lines:
+        lines = lines[1:]
     return "\n".join(line for line in lines[-STDERR_TAIL_LINES:]).strip()
 
 
-def with_stderr_tail(message: str, path: str) -> str:
+def driver_stderr_tail(driver: Driver, job: SubmittedJob) -> str:
+    """The last lines of a job's stderr as its driver reads it from the scheduler, or "" if it
+    has none (or cannot be read now: the update is not held back for it)."""
+    try:
+        chunks = driver.output(job, pb.OUTPUT_STREAM_STDERR, STDERR_TAIL_BYTES, False)
+        data = b"".join(chunks)
+    except Exception as error:  # a quote is a courtesy: no error of the scheduler's may stop the update
+        log.debug("no stderr to quote for job %d: %s", job.job.job_id, error)
+        return ""
+    return last_lines(data[-STDERR_TAIL_BYTES:], cut_short=len(data) >= STDERR_TAIL_BYTES)
+
+
+def quoting_stderr(message: str, tail: str) -> str:
     """A failed job's update message, ending with the last lines of its stderr if there are any."""
-    tail = stderr_tail(path) if path else ""
     if not tail:
         return message
     return f"{message}; {STDERR_TAIL_HEADING}\n{tail}" if message else f"{STDERR_TAIL_HEADING}\n{tail}"
+
+
+def with_stderr_tail(message: str, path: str) -> str:
+    """A failed job's update message, quoting the end of its stderr file `path` (if any)."""
+    return quoting_stderr(message, stderr_tail(path) if path else "")
 
 
 def output_tail(service: BatchService, job_id: int, stream: int, max_bytes: int) -> dict[str, str]:

@@ -29,7 +29,7 @@ from batchgate.backoff import Backoff
 from batchgate.driver import Driver, Job, Limits, SubmittedJob
 from batchgate.endings import Ending, ExitReason, Outcome, outcome_of
 from batchgate.errors import BatchgateError, InvalidArgument, JobNotFound, NoOutput
-from batchgate.output import OutputFiles, OutputSettings, with_stderr_tail
+from batchgate.output import OutputFiles, OutputSettings, driver_stderr_tail, quoting_stderr, with_stderr_tail
 from batchgate.jobspec import Defaults, check_env_name, check_env_value, check_text, limits_to_proto, resolve, shortfall, to_job
 from batchgate.store import JobState, NewJob, NewUpdate, Store
 from batchgate.updatelog import LoggedUpdate, UpdateLog
@@ -396,7 +396,16 @@ class BatchService:
         self._report(_Started(job_id, backing_id, at if at is not None else time.time()))
 
     def ended(self, job_id: int, ending: Ending) -> None:
-        self._report(_Ended(job_id, outcome_of(ending), time.monotonic()))
+        outcome = outcome_of(ending)
+        if outcome.exit_reason is not ExitReason.FINISHED and self.driver.keeps_output and not self.driver.routes:
+            # Why it failed, at once, from where the scheduler keeps its output (read here, in
+            # the driver's thread: the recorder never waits on a scheduler).
+            with self._jobs_lock:
+                live = self._jobs.get(job_id)
+            if live is not None:
+                tail = driver_stderr_tail(self.driver, live.submitted())
+                outcome = dataclasses.replace(outcome, message=quoting_stderr(outcome.message, tail))
+        self._report(_Ended(job_id, outcome, time.monotonic()))
 
     def checkpoint(self, key: str, value: int) -> None:
         self._report(_Checkpoint(key, value))
