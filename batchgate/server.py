@@ -209,7 +209,7 @@ async def _serve(service: BatchService, args: argparse.Namespace, tokens: Tokens
     metrics_port = None
     if args.metrics_listen != "off":
         metrics_port = await statuspage.serve(
-            args.metrics_listen, service, subscribers, calls=calls, store_readers=store_readers
+            args.metrics_listen, service, subscribers, calls=calls, store_readers=store_readers, tokens=tokens
         )
     metrics_address = metrics_port.address if metrics_port else ""
     health_reports = asyncio.create_task(_report_health(service, health_servicer, calls))

@@ -239,20 +239,20 @@ class BatchService:
         fresh: list[Job] = []
         try:
             with self._issue_lock:
-                keys = (job.request_key for _, resolved in accepted for job, _ in resolved if job.request_key)
+                keys = ((job.job_set, job.request_key) for _, resolved in accepted for job, _ in resolved if job.request_key)
                 known = self.store.job_ids_for_keys(keys)
                 rows: list[NewJob] = []
                 for position, resolved in accepted:
                     ids = outcomes[position]
                     assert isinstance(ids, list)
                     for job, spec in resolved:
-                        if job.request_key in known:
-                            ids.append(known[job.request_key])
+                        if (job.job_set, job.request_key) in known:
+                            ids.append(known[job.job_set, job.request_key])
                             continue
                         job = dataclasses.replace(job, job_id=self._next_job_id)
                         self._next_job_id += 1
                         if job.request_key:
-                            known[job.request_key] = job.job_id
+                            known[job.job_set, job.request_key] = job.job_id
                         ids.append(job.job_id)
                         fresh.append(job)
                         rows.append(NewJob(job.job_id, spec.SerializeToString(), job.job_set, job.request_key))

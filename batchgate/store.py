@@ -24,7 +24,7 @@ from batchgate.errors import AcquisitionTimeoutException, StoreUnavailable
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     job_id INTEGER PRIMARY KEY,
-    request_key TEXT UNIQUE,          -- NULL when the client gave none
+    request_key TEXT UNIQUE,          -- scoped_key(job_set, key); NULL when the client gave none
     job_set TEXT NOT NULL,
     spec BLOB NOT NULL,               -- the resolved JobSpec (defaults and environment filled in)
     state TEXT NOT NULL,
@@ -102,6 +102,13 @@ class NewUpdate:
     body: bytes
 
 
+def scoped_key(job_set: str, request_key: str) -> str:
+    """A request key as the store keeps it: one job set's keys are its own, so two tenants
+    choosing the same key get two jobs, and neither learns of the other's. The job set's length
+    first keeps it apart from the key, whatever characters either holds."""
+    return f"{len(job_set)}:{job_set}{request_key}"
+
+
 class Store:
     def __init__(self, path: Path, *, lock_timeout: float = 10.0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,6 +123,13 @@ class Store:
 
     def _migrate(self) -> None:
         """Bring a store written by an earlier version up to date."""
+        scoped = self._writer.execute("SELECT 1 FROM meta WHERE key = 'request_keys_scoped'").fetchone()
+        if not scoped:  # request keys before they were kept per job set
+            with self._transaction() as db:
+                db.execute(
+                    "UPDATE jobs SET request_key = length(job_set) || ':' || job_set || request_key WHERE request_key IS NOT NULL"
+                )
+                db.execute("INSERT INTO meta (key, value) VALUES ('request_keys_scoped', 1)")
         old = self._writer.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'environment'").fetchone()
         if old:  # SetEnv before job sets: every variable applied to every job set
             with self._transaction() as db:
@@ -184,14 +198,16 @@ class Store:
 
     # ---- jobs --------------------------------------------------------------------------------
 
-    def job_ids_for_keys(self, keys: Iterable[str]) -> dict[str, int]:
-        wanted = list(set(keys))
-        found: dict[str, int] = {}
+    def job_ids_for_keys(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """(job set, request key) -> the job issued with that key in that job set, where there is one."""
+        by_scoped = {scoped_key(job_set, key): (job_set, key) for job_set, key in keys}
+        wanted = list(by_scoped)
+        found: dict[tuple[str, str], int] = {}
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             marks = ",".join("?" * len(chunk))
             rows = self._reader().execute(f"SELECT request_key, job_id FROM jobs WHERE request_key IN ({marks})", chunk)
-            found.update({key: job_id for key, job_id in rows})
+            found.update({by_scoped[key]: job_id for key, job_id in rows})
         return found
 
     def job_sets(self, job_ids: Iterable[int]) -> dict[int, str]:
@@ -208,7 +224,7 @@ class Store:
         with self._transaction() as db:
             db.executemany(
                 "INSERT INTO jobs (job_id, request_key, job_set, spec, state, issued_at) VALUES (?, ?, ?, ?, 'queued', ?)",
-                [(job.job_id, job.request_key or None, job.job_set, job.spec, issued_at) for job in jobs],
+                [(job.job_id, scoped_key(job.job_set, job.request_key) if job.request_key else None, job.job_set, job.spec, issued_at) for job in jobs],
             )
 
     def set_submitted(self, submitted: Sequence[tuple[int, str]]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from google.protobuf import json_format
 
+from batchgate.auth import Tenant
 from batchgate.output import output_tail
 from batchgate.service import BatchService
 from batchgate.store import JobState
@@ -72,10 +73,20 @@ def overview_json(service: BatchService) -> dict[str, object]:
     }
 
 
-def job_json(service: BatchService, job_id: int) -> dict[str, object] | None:
-    """One job: its resolved spec, its timeline, its scheduler id and, once ended, its update."""
+def overview_for(overview: dict[str, object], tenant: Tenant) -> dict[str, object]:
+    """The overview as `tenant` may see it: the live jobs of its own job sets, and their totals."""
+    if tenant.see_all:
+        return overview
+    rows = [row for row in overview["jobs"] if tenant.may_see(row["job_set"])]  # type: ignore[attr-defined, index]
+    totals = {column: sum(row[column] for row in rows) for column in ("queued", "running")}
+    return {**overview, "jobs": rows, "rows_not_shown": 0, "totals": totals, "unconfirmed_kills": None}
+
+
+def job_json(service: BatchService, job_id: int, tenant: Tenant) -> dict[str, object] | None:
+    """One job: its resolved spec, its timeline, its scheduler id and, once ended, its update;
+    None if there is no such job, or `tenant` may not see its job set."""
     record = service.store.job(job_id)
-    if record is None:
+    if record is None or not tenant.may_see(record.job_set):
         return None
     spec = pb.JobSpec.FromString(record.spec)
     update = _update_of(service, job_id, record.job_set) if record.state is JobState.ENDED else None

@@ -53,8 +53,11 @@ def start(job_id: int, token: str, command: str, environment: Mapping[str, bytes
     """Start the job in a session of its own; raises OSError when it cannot (missing directory,
     unwritable output). `environment` is encoded (spawn.encode_environment)."""
     variables = {**environment, MARKER_VARIABLE: os.fsencode(f"{MARKER_VARIABLE}={token}")}
+    # Timed from before the spawn: the child may run a while before spawn returns on a busy
+    # machine, and a job's wall time must never come out shorter than what it ran.
+    started = time.monotonic()
     pid = spawn(["/bin/sh", "-c", command], variables.values(), cwd=cwd, stdout=stdout, stderr=stderr)
-    return JobProcess(job_id=job_id, pid=pid, token=token, started_monotonic=time.monotonic())
+    return JobProcess(job_id=job_id, pid=pid, token=token, started_monotonic=started)
 
 
 def keep_inherited_descriptors_from_jobs() -> None:

@@ -188,6 +188,10 @@ def test_a_repeated_request_key_returns_the_first_id(target: Target) -> None:
     assert again == first
     assert len(collect_updates(stub, 1)) == 1
     assert not updates_within(stub, 1.0, after=collect_updates(stub, 1)[0].sequence)
+    # A key is its job set's own: another job set (another tenant) choosing it gets a job of its own.
+    elsewhere = stub.IssueJob(pb.IssueJobRequest(spec=spec("true", request_key="k-1", job_set="another"))).job_id
+    assert elsewhere != first
+    assert [update.job_id for update in collect_updates(stub, 1, job_set="another")] == [elsewhere]
 
 
 def test_job_sets_scope_listing_and_streams(target: Target) -> None:

@@ -12,7 +12,6 @@ import gzip
 import http.client
 import json
 import os
-import shutil
 import socket
 import sys
 import urllib.error
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from events import next_event
 from harness import RunningService, spec, start_service, wait_until
 
 from batchgate.store import Store
@@ -173,12 +173,7 @@ def test_the_event_stream_sends_each_new_update_as_it_is_published(deployment: D
         response = connection.getresponse()
         assert response.status == 200 and response.getheader("Content-Type") == "text/event-stream"
         (update,) = run_jobs(deployment, spec("true", backend="local", job_set="sse"))
-        event: dict[str, str] = {}
-        while event.get("event") != "updates":  # overview events come too
-            event = {}
-            for line in iter(response.readline, b"\n"):
-                name, _, value = line.decode().rstrip("\n").partition(": ")
-                event[name] = value
+        event = next_event(response, "updates")
         assert event["id"] == str(update.sequence)
         (data,) = json.loads(event["data"])
         assert (data["job_id"], data["job_set"], data["backend"], data["exit_reason"]) == (update.job_id, "sse", "local", "FINISHED")
@@ -207,25 +202,6 @@ def test_the_page_is_read_only_and_serves_nothing_but_its_own_files(deployment: 
 
 
 # ---- in a real browser -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[object]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert chromium and chromedriver, "Debian's chromium and chromium-driver are needed: scripts/test installs them"
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000", "--hide-scrollbars"):
-        options.add_argument(argument)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium'}")
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=chromedriver, log_output=str(tmp_path / "chromedriver.log")))
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def test_in_a_browser_jobs_appear_live_and_a_job_has_its_page(deployment: Deployment, browser: object) -> None:

@@ -1,6 +1,8 @@
 """Whatever comes over the wire, a service answers cleanly and keeps serving.
 
-Property tests send a local backend and a gateway in front of it any request message (any value
+Property tests send every backend (local, and each scheduler's service against what its own
+tests run it on: a real Slurm, the fake LSF, the emulated Kubernetes API server, moto's AWS Batch,
+the tests' Mesos master) and a gateway in front of the local one any request message (any value
 in any field, built from the proto's descriptors) and any bytes as any method's request (grpc's
 generic calls, no serializer). Every answer must be OK or a clean error: INVALID_ARGUMENT with a
 google.rpc.BadRequest naming the field (the request type, for bytes that are no such message),
@@ -16,7 +18,9 @@ from harm (PERMISSION_DENIED is then a clean answer too).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,10 +56,19 @@ CLEAN = {
 }
 SENTINEL_SET = "sentinel"
 EXAMPLES = int(os.environ.get("WIRE_EXAMPLES", "100"))  # more for a longer hunt
+# The schedulers' services share the kit's validation with the local one, which gets the long
+# hunt; each of them gets enough to meet its own driver's checks (options, limits, output).
+SCHEDULER_EXAMPLES = max(1, EXAMPLES // 3)
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "contract"))
+from targets import TARGETS  # noqa: E402  (how each scheduler's service is started for its tests)
+
+SCHEDULERS = sorted(set(TARGETS) - {"local", "gateway"})
 
 
 @dataclass
 class Target:
+    name: str
     service: RunningService
     channel: grpc.Channel  # what the test sends on
     folder: Path
@@ -64,7 +77,7 @@ class Target:
     clean: frozenset[grpc.StatusCode]
 
 
-@pytest.fixture(scope="module", params=["local", "gateway", "gateway, another tenant"])
+@pytest.fixture(scope="module", params=["local", "gateway", "gateway, another tenant", *SCHEDULERS])
 def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     folder = tmp_path_factory.mktemp("wire")
     tenanted = request.param == "gateway, another tenant"
@@ -76,27 +89,36 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             + tokens_file_line(Tenant("stranger", ("stranger-*",)), stranger) + "\n"
         )  # fmt: skip
         extra = ["--tokens-file", str(folder / "tokens")]
-    services = [start_service("local", folder / "local", "--cores", "2", "--memory", "4G")]
-    if request.param != "local":
-        services.append(start_service("gateway", folder / "gateway", "--backends", f"local={services[0].address}", *extra))
-    service = services[-1]
-    owners = open_channel(service.address, token=owner if tenanted else None)
-    stub = pb_grpc.BatchSystemStub(owners)
-    sentinels = list(stub.IssueJobs(pb.IssueJobsRequest(specs=[spec("sleep 600", job_set=SENTINEL_SET)] * 2)).job_ids)
-    channel = open_channel(service.address, token=stranger) if tenanted else owners
-    clean = CLEAN | {grpc.StatusCode.PERMISSION_DENIED} if tenanted else CLEAN
-    yield Target(service, channel, folder, sentinels, spare_sentinels=not tenanted, clean=frozenset(clean))
-    # Still serving, and the sentinels untouched: running, and never reported.
-    health = health_pb2_grpc.HealthStub(owners).Check(health_pb2.HealthCheckRequest(), timeout=10)
-    assert health.status == health_pb2.HealthCheckResponse.SERVING
-    assert sorted(stub.ListIssuedJobs(pb.ListIssuedJobsRequest(job_set=SENTINEL_SET), timeout=10).job_ids) == sorted(sentinels)
-    running = pb.ListRunningJobsRequest(job_set=SENTINEL_SET)
-    wait_until(lambda: sorted(stub.ListRunningJobs(running, timeout=10).seconds_running) == sorted(sentinels), message="the sentinels running")
-    assert "failed inside the service" not in service.log()
-    for opened in {owners, channel}:
-        opened.close()
-    for running in reversed(services):
-        running.kill()
+    with contextlib.ExitStack() as started:
+        if request.param in SCHEDULERS:
+            service = started.enter_context(TARGETS[request.param](folder)).service
+        else:
+            backend = start_service("local", folder / "local", "--cores", "2", "--memory", "4G")
+            started.callback(backend.kill)
+            service = backend
+            if request.param != "local":
+                service = start_service("gateway", folder / "gateway", "--backends", f"local={backend.address}", *extra)
+                started.callback(service.kill)
+        owners = open_channel(service.address, token=owner if tenanted else None)
+        started.callback(owners.close)
+        stub = pb_grpc.BatchSystemStub(owners)
+        sentinels = list(stub.IssueJobs(pb.IssueJobsRequest(specs=[spec("sleep 600", job_set=SENTINEL_SET)] * 2)).job_ids)
+        channel = open_channel(service.address, token=stranger) if tenanted else owners
+        started.callback(channel.close)
+        clean = CLEAN | {grpc.StatusCode.PERMISSION_DENIED} if tenanted else CLEAN
+        yield Target(request.param, service, channel, folder, sentinels, spare_sentinels=not tenanted, clean=frozenset(clean))
+        # Still serving, and the sentinels untouched: running, and never reported.
+        health = health_pb2_grpc.HealthStub(owners).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        assert sorted(stub.ListIssuedJobs(pb.ListIssuedJobsRequest(job_set=SENTINEL_SET), timeout=10).job_ids) == sorted(sentinels)
+        running = pb.ListRunningJobsRequest(job_set=SENTINEL_SET)
+        wait_until(
+            lambda: sorted(stub.ListRunningJobs(running, timeout=10).seconds_running) == sorted(sentinels),
+            timeout=120,
+            message="the sentinels running",
+        )
+        assert "failed inside the service" not in service.log()
+        stub.KillJobs(pb.KillJobsRequest(job_ids=sentinels), timeout=60)  # a scheduler's, not ours to leave
 
 
 def made_safe(request: message.Message, target: Target) -> message.Message:
@@ -168,31 +190,43 @@ any_request = st.sampled_from(sorted(METHODS)).flatmap(
 )
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(sent=any_request)
-def test_any_request_message_gets_a_clean_answer(target: Target, sent: tuple[str, message.Message]) -> None:
-    method_name, request = sent
-    payload = made_safe(request, target).SerializeToString()
-    assert_clean(target, call(target, method_name, payload), method_name, payload)
+def hunt(target: Target) -> settings:
+    """How long to look: the local backend and the gateways get the long hunt; the schedulers'
+    services share the kit's validation with them, and get enough to meet their own drivers'."""
+    count = SCHEDULER_EXAMPLES if target.name in SCHEDULERS else EXAMPLES
+    return settings(max_examples=count, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(method_name=st.sampled_from(sorted(METHODS)), payload=st.binary(max_size=200))
-def test_any_bytes_get_a_clean_answer(target: Target, method_name: str, payload: bytes) -> None:
-    kind = request_class(method_name)
-    try:
-        decoded = kind.FromString(payload)
-    except message.DecodeError:
-        error = call(target, method_name, payload)
-        assert error is not None and error.code() is grpc.StatusCode.INVALID_ARGUMENT, f"{method_name}({payload!r})"
-        assert error.details().startswith(f"{kind.DESCRIPTOR.name}: "), error.details()
-        assert_clean(target, error, method_name, payload)
-        return
-    safe = made_safe(decoded, target)
-    if safe != decoded:  # else the very bytes go, unknown fields and all
-        payload = safe.SerializeToString()
-    assert_clean(target, call(target, method_name, payload), method_name, payload)
+def test_any_request_message_gets_a_clean_answer(target: Target) -> None:
+    @hunt(target)
+    @given(sent=any_request)
+    def answers_cleanly(sent: tuple[str, message.Message]) -> None:
+        method_name, request = sent
+        payload = made_safe(request, target).SerializeToString()
+        assert_clean(target, call(target, method_name, payload), method_name, payload)
 
+    answers_cleanly()
+
+
+def test_any_bytes_get_a_clean_answer(target: Target) -> None:
+    @hunt(target)
+    @given(method_name=st.sampled_from(sorted(METHODS)), payload=st.binary(max_size=200))
+    def answers_cleanly(method_name: str, payload: bytes) -> None:
+        kind = request_class(method_name)
+        try:
+            decoded = kind.FromString(payload)
+        except message.DecodeError:
+            error = call(target, method_name, payload)
+            assert error is not None and error.code() is grpc.StatusCode.INVALID_ARGUMENT, f"{method_name}({payload!r})"
+            assert error.details().startswith(f"{kind.DESCRIPTOR.name}: "), error.details()
+            assert_clean(target, error, method_name, payload)
+            return
+        safe = made_safe(decoded, target)
+        if safe != decoded:  # else the very bytes go, unknown fields and all
+            payload = safe.SerializeToString()
+        assert_clean(target, call(target, method_name, payload), method_name, payload)
+
+    answers_cleanly()
 
 
 @pytest.mark.parametrize("target", ["gateway, another tenant"], indirect=True)

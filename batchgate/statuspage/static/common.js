@@ -42,8 +42,32 @@ function reasonClass(reason) {
 async function fetchJson(path) {
   const response = await fetch(path, { headers: { Accept: "application/json" } });
   const body = await response.json().catch(() => ({}));
+  if (response.status === 401 && body.token_wanted) askForToken(body.error);
   if (!response.ok) throw new Error(body.error || `${path}: HTTP ${response.status}`);
   return body;
+}
+
+// A service with tokens shows its data only to a tenant who gives one. The token is kept in a
+// cookie of this page's origin alone (SameSite=Strict), so the live feed (EventSource, which
+// can send no header) carries it too; the service checks it as it checks a gRPC call's.
+function askForToken(why) {
+  if (document.getElementById("token-form")) return;
+  const form = element("form", null, "token-form");
+  form.id = "token-form";
+  const input = element("input");
+  input.type = "password";
+  input.name = "token";
+  input.autocomplete = "off";
+  input.placeholder = "bg_…";
+  form.append(element("p", why), element("label", "Token "), input, element("button", "Show my jobs"));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const secure = location.protocol === "https:" ? "; Secure" : "";
+    document.cookie = `batchgate_token=${encodeURIComponent(input.value.trim())}; path=/; SameSite=Strict${secure}`;
+    location.reload();
+  });
+  document.querySelector("main").prepend(form);
+  input.focus();
 }
 
 function showService(overview) {
