@@ -24,6 +24,6 @@ def batchgate_address(request: pytest.FixtureRequest, tmp_path_factory: pytest.T
 
 @pytest.fixture(scope="module", params=ALL_BACKENDS)
 def any_backend_address(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """For what holds whatever the backend: each deployment, and a real Slurm."""
+    """For what holds whatever the backend: a gateway, and a real Slurm (see ALL_BACKENDS)."""
     with running_batchgate(request.param, tmp_path_factory.mktemp(request.param)) as address:
         yield address

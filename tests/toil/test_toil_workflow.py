@@ -14,7 +14,7 @@ from toil_jobs import SMALL, fan_out, noop, sleep_for
 
 from batchgate.client import BatchgateClient
 
-WIDTH = 24
+WIDTH = 8  # parallel jobs: enough to interleave, few enough for the suite (each is a Toil worker)
 GIB = 1024**3
 
 
@@ -63,6 +63,7 @@ def test_a_job_larger_than_the_backend_fails_at_issue(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("batchgate_address", ["gateway"], indirect=True)  # the local backend behind it enforces it
 def test_a_job_over_its_wall_time_is_timelimit_in_toils_log_and_double_time_answers(tmp_path: Path, batchgate_address: str) -> None:
     log_file = tmp_path / "toil.log"
     # Walltime as given (the plugin rounds it up to a whole minute unless told otherwise).
