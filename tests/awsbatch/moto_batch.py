@@ -7,6 +7,8 @@ What moto 5.2.5 does, read in its source (moto/batch/models.py) and seen here:
 - a job's container exit code is in ListJobs' summaries, not in DescribeJobs;
 - TerminateJob (and CancelJob, before the job starts) kills the container: FAILED, 137, with the
   reason given; a job past its timeout is FAILED with neither exit code nor reason;
+- a job's container output reaches its CloudWatch Logs only once the container has exited: the
+  server is started through moto_live_logs.py, which publishes it as AWS does, while it runs;
 - the image must exist locally (no registry is reachable here), and containers need the host's
   network (dockerd runs without a bridge): MOTO_DOCKER_NETWORK_MODE=host.
 """
@@ -17,7 +19,6 @@ import atexit
 import io
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -126,10 +127,11 @@ def start_moto(port: int | None = None, log_dir: Path | None = None) -> MotoBatc
     port = port or free_port()
     log_path = (log_dir or Path("/tmp")) / f"moto-{port}.log"
     environment = {**os.environ, **CREDENTIALS, "MOTO_DOCKER_NETWORK_MODE": "host"}
-    server = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
+    # moto_server, with its jobs' output in its CloudWatch Logs as they write it (moto_live_logs.py)
+    server = [sys.executable, str(Path(__file__).with_name("moto_live_logs.py"))]
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
-            [server, "-H", "127.0.0.1", "-p", str(port)], stdout=log_file, stderr=subprocess.STDOUT, env=environment, start_new_session=True
+            [*server, "-H", "127.0.0.1", "-p", str(port)], stdout=log_file, stderr=subprocess.STDOUT, env=environment, start_new_session=True
         )
     moto = MotoBatch(f"http://127.0.0.1:{port}", process, log_path)
     deadline = time.monotonic() + 90  # importing moto takes seconds, many on a loaded machine
