@@ -510,6 +510,10 @@ class AwsBatchDriver(Driver):
         stdout and stderr in ONE stream: STDOUT and STDERR both answer with all of it. A stream
         the job named a file for went to that file instead (output.py)."""
         job_id = job.job.job_id
+        if not job.backing_id:
+            raise NoOutput(job_id, "AWS Batch never took it, so it has no output")
+        if self._unreachable_since is not None:  # no read waits on botocore's retries for an answer we know
+            raise SchedulerError(self.kind, f"AWS cannot be reached now, so neither can job {job_id}'s output: {self._last_error}")
         options: dict[str, Any] = {
             "tail_bytes": tail_bytes,
             "follow": follow,

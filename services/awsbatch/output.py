@@ -25,6 +25,7 @@ CloudWatch Logs, where AWS Batch's awslogs log driver (its default) puts it.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
@@ -179,7 +180,7 @@ class NamedFileOutput(FollowedOutput):
         if self._file is None:
             self._file = self._open(seen)
             if self.tail_bytes:
-                size = self._file.seek(0, 2)
+                size = self._file.seek(0, os.SEEK_END)
                 self._file.seek(max(0, size - self.tail_bytes))
         while chunk := self._file.read(FILE_CHUNK_BYTES):
             yield chunk

@@ -41,6 +41,7 @@ QUEUE = "batchgate-test-queue"
 DEFINITION = "batchgate-test-definition"
 INSTANCE_TYPE = "m5.large"  # 2 vCPUs, 8 GiB: what the service reports as one job's most
 MAX_VCPUS = 64
+SERVER_LABEL = "batchgate.moto-server"  # on each job's container: the pid of the moto that ran it (moto_live_logs.py)
 # moto enforces any timeout; AWS's floor of 60 s would make every wall-time test a minute long.
 TEST_ARGS = ("--awsbatch-minimum-timeout", "1")
 
@@ -196,9 +197,10 @@ def register_definition(moto: MotoBatch, name: str, image: str, mounts: dict[str
     )
 
 
-def remove_containers(image: str = IMAGE) -> None:
-    """Containers of the test image that a stopped moto left behind."""
-    ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"ancestor={image}"], capture_output=True, text=True, check=False).stdout.split()
+def remove_containers(moto: MotoBatch) -> None:
+    """The containers a stopped moto left behind (its own alone: other motos may share the engine)."""
+    label = f"{SERVER_LABEL}={moto.process.pid}"
+    ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={label}"], capture_output=True, text=True, check=False).stdout.split()
     if ids:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
 
@@ -214,7 +216,7 @@ def moto_batch(log_dir: Path | None = None, port: int | None = None) -> Iterator
         yield moto
     finally:
         moto.stop()
-        remove_containers(image)
+        remove_containers(moto)
 
 
 _shared: MotoBatch | None = None
@@ -227,14 +229,14 @@ def shared_moto() -> MotoBatch:
     if _shared is None or _shared.process.poll() is not None:
         image = build_image()
         _shared = start_moto()
-        atexit.register(_stop_shared, _shared, image)
+        atexit.register(_stop_shared, _shared)
         set_up_batch(_shared, image)
     return _shared
 
 
-def _stop_shared(moto: MotoBatch, image: str) -> None:
+def _stop_shared(moto: MotoBatch) -> None:
     moto.stop()
-    remove_containers(image)
+    remove_containers(moto)
 
 
 def terminate_tagged(moto: MotoBatch, instance_id: str) -> None:

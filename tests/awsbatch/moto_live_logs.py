@@ -21,6 +21,7 @@ CloudWatch Logs takes no empty message (PutLogEvents: a message is at least 1 ch
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Iterable
@@ -31,6 +32,7 @@ import docker
 from docker.models.containers import Container, ContainerCollection
 from moto.batch import models as batch_models
 from moto.server import main
+from moto_batch import SERVER_LABEL  # this file's directory is the script's: moto_batch.py is beside it
 
 DOCKER_TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z")
 
@@ -128,6 +130,9 @@ def _run_job(self: Any) -> None:
 
 
 def _run_container(self: ContainerCollection, *args: Any, **kwargs: Any) -> Any:
+    # Labelled with this server's pid, so that stopping it removes its own containers and never
+    # those of another moto on the same Docker engine (moto_batch.remove_containers).
+    kwargs["labels"] = {**(kwargs.get("labels") or {}), SERVER_LABEL: str(os.getpid())}
     container = _container_run(self, *args, **kwargs)
     job = getattr(_running_job, "job", None)
     if job is not None and isinstance(job._log_backend, LiveLogs):

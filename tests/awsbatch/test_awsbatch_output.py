@@ -24,8 +24,8 @@ STDOUT, STDERR = pb.OUTPUT_STREAM_STDOUT, pb.OUTPUT_STREAM_STDERR
 LINES = 20_000  # more than one GetLogEvents page (10,000 events)
 
 
-def submit(driver: AwsBatchDriver, job_id: int, command: str) -> SubmittedJob:
-    job = make_job(job_id, command)
+def submit(driver: AwsBatchDriver, job_id: int, command: str, **fields: object) -> SubmittedJob:
+    job = make_job(job_id, command, **fields)
     (backing_id,) = driver.submit([job])
     assert backing_id
     return SubmittedJob(job, backing_id)
@@ -149,4 +149,17 @@ def test_a_job_not_started_is_waited_for_and_an_expired_stream_is_named(attach: 
     detail = moto.client().describe_jobs(jobs=[job.backing_id])["jobs"][0]
     moto.client("logs").delete_log_stream(logGroupName="/aws/batch/job", logStreamName=detail["container"]["logStreamName"])
     with pytest.raises(NoOutput, match="is not in CloudWatch Logs"):
+        read(driver, job)
+
+
+def test_a_stream_the_job_named_a_file_for_is_read_from_that_file(attach: DriverFactory, tmp_path: Path) -> None:
+    driver, events = attach()
+    named = tmp_path / "out.txt"  # under /tmp, which the job definition mounts at the same path
+    job = submit(driver, 1, "echo to the file; echo to the log >&2", stdout_path=str(named))
+    assert events.outcome(1).exit_reason is ExitReason.FINISHED
+
+    assert read(driver, job) == b"to the file\n"
+    assert read(driver, job, STDERR) == b"to the log\n"  # the rest went to its log
+    named.unlink()
+    with pytest.raises(NoOutput, match=f"{named}, which does not exist"):
         read(driver, job)
