@@ -14,9 +14,7 @@ each --rounds times, alternating; the medians and their ratio to the whole read.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -25,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "awsbatch")]
 
-from moto_batch import CREDENTIALS, DEFINITION, QUEUE, REGION, moto_batch  # noqa: E402
+from moto_batch import DEFINITION, QUEUE, REGION, standalone_moto  # noqa: E402
 
 from batchgate.driver import Ending, Job, SubmittedJob  # noqa: E402
 from batchgate.services.awsbatch.driver import AwsBatchDriver, Settings  # noqa: E402
@@ -72,9 +70,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=100_000, help="lines the job writes")
     parser.add_argument("--rounds", type=int, default=5, help="reads of each kind")
     args = parser.parse_args()
-    for name, value in CREDENTIALS.items():
-        os.environ.setdefault(name, value)
-    with tempfile.TemporaryDirectory() as logs, moto_batch(Path(logs)) as moto:
+    with standalone_moto() as moto:
         settings = Settings(region=REGION, endpoint_url=moto.endpoint, job_queue=QUEUE, job_definition=DEFINITION, poll_interval=0.5)
         driver = AwsBatchDriver(settings)
         events = WaitForEnd()

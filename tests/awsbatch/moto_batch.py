@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -217,6 +218,16 @@ def moto_batch(log_dir: Path | None = None, port: int | None = None) -> Iterator
     finally:
         moto.stop()
         remove_containers(moto)
+
+
+@contextmanager
+def standalone_moto() -> Iterator[MotoBatch]:
+    """A moto of its own for a script (bench/): the test credentials in the environment, its log
+    in a scratch directory."""
+    for name, value in CREDENTIALS.items():
+        os.environ.setdefault(name, value)
+    with tempfile.TemporaryDirectory() as logs, moto_batch(Path(logs)) as moto:
+        yield moto
 
 
 _shared: MotoBatch | None = None
