@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import re
 import sys
 import tempfile
@@ -29,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "awsbatch")]
 
 from harness import start_service  # noqa: E402
-from moto_batch import CREDENTIALS, DEFINITION, QUEUE, REGION, MotoBatch, moto_batch, set_job_transitions  # noqa: E402
+from moto_batch import CREDENTIALS, DEFINITION, QUEUE, REGION, MotoBatch, set_job_transitions, standalone_moto  # noqa: E402
 
 from batchgate.driver import Ending, Job  # noqa: E402
 from batchgate.services.awsbatch import jobs as translate  # noqa: E402
@@ -133,9 +132,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each submit run")
     parser.add_argument("--cycles", type=int, default=5, help="poll cycles per job count")
     args = parser.parse_args()
-    for name, value in CREDENTIALS.items():
-        os.environ.setdefault(name, value)
-    with tempfile.TemporaryDirectory() as logs, moto_batch(Path(logs)) as moto:
+    with standalone_moto() as moto:
         set_job_transitions(moto, {"progression": "manual", "times": 10**9})  # jobs stay SUBMITTED
         submit_throughput(moto, args.jobs, args.rounds)
         print()

@@ -39,10 +39,19 @@ class AnswerLost(Unreachable):
 
 class Refused(Exception):
     """AWS Batch answered no, and asking again will not change that (no such queue, access
-    denied, bad credentials...). The message says what, in AWS's words."""
+    denied, bad credentials...). The message says what, in AWS's words; `code` is AWS's error
+    code, where it gave one (e.g. ResourceNotFoundException)."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
 
 
-def make_client(*, region: str, endpoint_url: str, retry_mode: str, max_attempts: int, pool_size: int) -> Any:
+def make_client(
+    *, region: str, endpoint_url: str, retry_mode: str, max_attempts: int, pool_size: int, service: str = "batch"
+) -> Any:
+    """A boto3 client of AWS Batch (or, with `service="logs"`, of CloudWatch Logs, where AWS
+    Batch's jobs write their output) at the service's region and endpoint."""
     config = Config(
         region_name=region or None,
         retries={"mode": retry_mode, "max_attempts": max_attempts},
@@ -50,8 +59,9 @@ def make_client(*, region: str, endpoint_url: str, retry_mode: str, max_attempts
         connect_timeout=5,
         read_timeout=30,
     )
-    client = boto3.session.Session().client("batch", endpoint_url=endpoint_url or None, config=config)
-    client.meta.events.register_first("needs-retry.batch.SubmitJob", _no_retry_once_sent)
+    client = boto3.session.Session().client(service, endpoint_url=endpoint_url or None, config=config)
+    if service == "batch":
+        client.meta.events.register_first("needs-retry.batch.SubmitJob", _no_retry_once_sent)
     return client
 
 
@@ -83,7 +93,7 @@ def classify(error: BaseException, operation: str) -> Exception:
             return Refused(f"the AWS credentials were refused ({code}): {said}")
         if code in ("AccessDeniedException", "AccessDenied"):
             return Refused(f"access denied to {operation} ({code}): {said}")
-        return Refused(f"{operation} refused ({code or status}): {said}")
+        return Refused(f"{operation} refused ({code or status}): {said}", code)
     if isinstance(error, aws_errors.ParamValidationError):
         return Refused(f"{operation}: AWS Batch would not take this request: {error}")
     if isinstance(error, SENT_NOTHING):

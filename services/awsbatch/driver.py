@@ -9,6 +9,8 @@
   one ListJobs of the failed jobs of that queue.
 - Kill cancels queued jobs and terminates started ones, and returns once AWS reports them ended.
 - Capacity comes from the queue's compute environments (capacity.py), cached for minutes.
+- A job's output is read from CloudWatch Logs, where AWS Batch's awslogs log driver puts it
+  (output.py): stdout and stderr together, in one log stream.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,8 +29,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from batchgate.driver import Driver, Ending, Job, JobEvents, Limits, SchedulingStatus, SubmittedJob, Verdict
-from batchgate.errors import InvalidArgument, SchedulerError
+from batchgate.driver import Driver, Ending, Job, JobEvents, Limits, OutputChunks, SchedulingStatus, SubmittedJob, Verdict
+from batchgate.errors import InvalidArgument, NoOutput, SchedulerError
 from batchgate.hpc import Snapshot
 from batchgate.v1 import batchgate_pb2 as pb
 
@@ -36,6 +39,7 @@ from . import jobs as translate
 from .aws import AnswerLost, Calls, Refused, Unreachable, make_client
 from .capacity import ComputeEnvironments
 from .jobs import Phase, Seen
+from .output import LogStreamOutput, NamedFileOutput
 
 log = logging.getLogger(__name__)
 
@@ -84,17 +88,23 @@ class _Watched:
 class AwsBatchDriver(Driver):
     kind = "awsbatch"
     options_field = "aws_batch"
+    keeps_output = True  # in CloudWatch Logs: see `output`
 
     def __init__(self, settings: Settings, client: Any = None) -> None:
         self.settings = settings
-        self._client = client or make_client(
-            region=settings.region,
-            endpoint_url=settings.endpoint_url,
-            retry_mode=settings.retry_mode,
-            max_attempts=settings.max_attempts,
-            pool_size=settings.submit_workers + 4,
-        )
+        def connect(service: str) -> Any:
+            return make_client(
+                region=settings.region,
+                endpoint_url=settings.endpoint_url,
+                retry_mode=settings.retry_mode,
+                max_attempts=settings.max_attempts,
+                pool_size=settings.submit_workers + 4,
+                service=service,
+            )
+
+        self._client = client or connect("batch")
         self.calls = Calls(self._client, self.kind)
+        self.logs = Calls(connect("logs"), self.kind)  # CloudWatch Logs, where jobs' output is
         self._lock = threading.Lock()
         self._census_lock = threading.Lock()
         self._watched: dict[str, _Watched] = {}  # AWS job id -> ours
@@ -131,7 +141,7 @@ class AwsBatchDriver(Driver):
 
     def attach(self, events: JobEvents, instance_id: str) -> None:
         super().attach(events, instance_id)
-        self.calls.backend = events.name
+        self.calls.backend = self.logs.backend = events.name
         # What the last run recorded, read before this run records anything of its own.
         self._census_since = events.checkpoints().get(CHECKPOINT)
         self._poller.start()
@@ -492,6 +502,47 @@ class AwsBatchDriver(Driver):
                 raise SchedulerError(self.kind, f"AWS Batch jobs still alive {self.settings.kill_timeout:g} s after killing them: {states}")
             if self._closing.wait(KILL_CHECK_INTERVAL):
                 raise SchedulerError(self.kind, "the service stopped before AWS Batch reported the jobs ended")
+
+    # ---- output -------------------------------------------------------------------------------
+
+    def output(self, job: SubmittedJob, stream: int, tail_bytes: int, follow: bool) -> OutputChunks:
+        """From the job's CloudWatch Logs stream. AWS Batch's awslogs log driver keeps a job's
+        stdout and stderr in ONE stream: STDOUT and STDERR both answer with all of it. A stream
+        the job named a file for went to that file instead (output.py)."""
+        job_id = job.job.job_id
+        if not job.backing_id:
+            raise NoOutput(job_id, "AWS Batch never took it, so it has no output")
+        if self._unreachable_since is not None:  # no read waits on botocore's retries for an answer we know
+            raise SchedulerError(self.kind, f"AWS cannot be reached now, so neither can job {job_id}'s output: {self._last_error}")
+        options: dict[str, Any] = {
+            "tail_bytes": tail_bytes,
+            "follow": follow,
+            "interval": self.settings.poll_interval,
+            "backend": self.name,
+        }
+
+        def describe() -> Seen:
+            return self._current(job_id, job.backing_id)
+
+        name = "stderr" if stream == pb.OUTPUT_STREAM_STDERR else "stdout"
+        named = job.job.stderr_path if name == "stderr" else job.job.stdout_path
+        if not named:
+            return LogStreamOutput(job_id, describe, self.logs, **options)
+        path = os.path.join(job.job.working_directory, named)
+        if not os.path.isabs(path):
+            raise NoOutput(job_id, f"it sent its {name} to {named}, relative to its container's own directory, which this service cannot see")
+        return NamedFileOutput(job_id, describe, path, name, **options)
+
+    def _current(self, job_id: int, backing_id: str) -> Seen:
+        """The job as the poller last saw it (while it watches it), else as DescribeJobs has it."""
+        with self._lock:
+            seen = self._latest.get(backing_id) if backing_id in self._watched else None
+        if seen is not None:
+            return seen
+        found = self._describe([backing_id])
+        if not found:
+            raise NoOutput(job_id, f"AWS Batch has no record of job {backing_id} any more (it forgets ended jobs after a while)")
+        return found[0]
 
     # ---- status and capacity ------------------------------------------------------------------
 

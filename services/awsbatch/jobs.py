@@ -45,6 +45,13 @@ WRAPPER = (
     '/bin/sh -c "$0"; exit $?'
 )
 
+# Where the awslogs log driver (AWS Batch's default) puts a job's output unless its job
+# definition's logConfiguration names an awslogs-group (AWS Batch user guide, "Use the awslogs log
+# driver"; DescribeJobs' ContainerDetail.logStreamName: "The log group for AWS Batch jobs is
+# /aws/batch/job").
+DEFAULT_LOG_GROUP = "/aws/batch/job"
+AWSLOGS = "awslogs"
+
 RUNNING_STATES = frozenset({"RUNNING"})
 WAITING_STATES = frozenset({"SUBMITTED", "PENDING", "RUNNABLE", "STARTING"})
 ENDED_STATES = frozenset({"SUCCEEDED", "FAILED"})
@@ -143,6 +150,10 @@ class Seen:
     stopped_at: float | None = None
     timeout: int | None = None  # attemptDurationSeconds, when it had one
     tags: Mapping[str, str] | None = None
+    # Where its container's output goes: AWS names the stream once the attempt is RUNNING.
+    log_stream: str = ""
+    log_group: str = DEFAULT_LOG_GROUP
+    log_driver: str = AWSLOGS
 
     @classmethod
     def from_detail(cls, detail: Mapping[str, Any]) -> Seen:
@@ -150,6 +161,7 @@ class Seen:
         attempts = detail.get("attempts") or []
         last_attempt = (attempts[-1].get("container") or {}) if attempts else {}
         exit_code = container.get("exitCode", last_attempt.get("exitCode"))
+        log_config = container.get("logConfiguration") or {}
         return cls(
             backing_id=detail["jobId"],
             status=detail.get("status", ""),
@@ -160,6 +172,9 @@ class Seen:
             stopped_at=_seconds(detail.get("stoppedAt")),
             timeout=(detail.get("timeout") or {}).get("attemptDurationSeconds"),
             tags=detail.get("tags"),
+            log_stream=container.get("logStreamName") or last_attempt.get("logStreamName") or "",
+            log_group=(log_config.get("options") or {}).get("awslogs-group") or DEFAULT_LOG_GROUP,
+            log_driver=log_config.get("logDriver") or AWSLOGS,
         )
 
     @property

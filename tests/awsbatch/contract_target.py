@@ -38,7 +38,7 @@ def awsbatch_target(tmp_path: Path) -> Iterator[Target]:
         # The working directory is the container's: a missing one fails the command (cd's own
         # message, exit 2), as it would on AWS; tests/awsbatch checks that.
         checks_working_directory=False,
-        keeps_output=False,  # CloudWatch Logs are not read yet (issue 16)
+        merges_output=True,  # a job's stdout and stderr are one CloudWatch Logs stream
     )
     try:
         yield target

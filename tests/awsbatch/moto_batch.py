@@ -7,6 +7,8 @@ What moto 5.2.5 does, read in its source (moto/batch/models.py) and seen here:
 - a job's container exit code is in ListJobs' summaries, not in DescribeJobs;
 - TerminateJob (and CancelJob, before the job starts) kills the container: FAILED, 137, with the
   reason given; a job past its timeout is FAILED with neither exit code nor reason;
+- a job's container output reaches its CloudWatch Logs only once the container has exited: the
+  server is started through moto_live_logs.py, which publishes it as AWS does, while it runs;
 - the image must exist locally (no registry is reachable here), and containers need the host's
   network (dockerd runs without a bridge): MOTO_DOCKER_NETWORK_MODE=host.
 """
@@ -17,11 +19,11 @@ import atexit
 import io
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -40,6 +42,7 @@ QUEUE = "batchgate-test-queue"
 DEFINITION = "batchgate-test-definition"
 INSTANCE_TYPE = "m5.large"  # 2 vCPUs, 8 GiB: what the service reports as one job's most
 MAX_VCPUS = 64
+SERVER_LABEL = "batchgate.moto-server"  # on each job's container: the pid of the moto that ran it (moto_live_logs.py)
 # moto enforces any timeout; AWS's floor of 60 s would make every wall-time test a minute long.
 TEST_ARGS = ("--awsbatch-minimum-timeout", "1")
 
@@ -126,10 +129,11 @@ def start_moto(port: int | None = None, log_dir: Path | None = None) -> MotoBatc
     port = port or free_port()
     log_path = (log_dir or Path("/tmp")) / f"moto-{port}.log"
     environment = {**os.environ, **CREDENTIALS, "MOTO_DOCKER_NETWORK_MODE": "host"}
-    server = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
+    # moto_server, with its jobs' output in its CloudWatch Logs as they write it (moto_live_logs.py)
+    server = [sys.executable, str(Path(__file__).with_name("moto_live_logs.py"))]
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
-            [server, "-H", "127.0.0.1", "-p", str(port)], stdout=log_file, stderr=subprocess.STDOUT, env=environment, start_new_session=True
+            [*server, "-H", "127.0.0.1", "-p", str(port)], stdout=log_file, stderr=subprocess.STDOUT, env=environment, start_new_session=True
         )
     moto = MotoBatch(f"http://127.0.0.1:{port}", process, log_path)
     deadline = time.monotonic() + 90  # importing moto takes seconds, many on a loaded machine
@@ -194,9 +198,10 @@ def register_definition(moto: MotoBatch, name: str, image: str, mounts: dict[str
     )
 
 
-def remove_containers(image: str = IMAGE) -> None:
-    """Containers of the test image that a stopped moto left behind."""
-    ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"ancestor={image}"], capture_output=True, text=True, check=False).stdout.split()
+def remove_containers(moto: MotoBatch) -> None:
+    """The containers a stopped moto left behind (its own alone: other motos may share the engine)."""
+    label = f"{SERVER_LABEL}={moto.process.pid}"
+    ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={label}"], capture_output=True, text=True, check=False).stdout.split()
     if ids:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
 
@@ -212,7 +217,17 @@ def moto_batch(log_dir: Path | None = None, port: int | None = None) -> Iterator
         yield moto
     finally:
         moto.stop()
-        remove_containers(image)
+        remove_containers(moto)
+
+
+@contextmanager
+def standalone_moto() -> Iterator[MotoBatch]:
+    """A moto of its own for a script (bench/): the test credentials in the environment, its log
+    in a scratch directory."""
+    for name, value in CREDENTIALS.items():
+        os.environ.setdefault(name, value)
+    with tempfile.TemporaryDirectory() as logs, moto_batch(Path(logs)) as moto:
+        yield moto
 
 
 _shared: MotoBatch | None = None
@@ -225,14 +240,14 @@ def shared_moto() -> MotoBatch:
     if _shared is None or _shared.process.poll() is not None:
         image = build_image()
         _shared = start_moto()
-        atexit.register(_stop_shared, _shared, image)
+        atexit.register(_stop_shared, _shared)
         set_up_batch(_shared, image)
     return _shared
 
 
-def _stop_shared(moto: MotoBatch, image: str) -> None:
+def _stop_shared(moto: MotoBatch) -> None:
     moto.stop()
-    remove_containers(image)
+    remove_containers(moto)
 
 
 def terminate_tagged(moto: MotoBatch, instance_id: str) -> None:

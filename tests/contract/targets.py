@@ -28,6 +28,8 @@ class Target:
     # GetJobOutput has the output of the jobs the suite issues (False: the backend they go to
     # keeps none, and says so with FAILED_PRECONDITION).
     keeps_output: bool = True
+    # STDOUT and STDERR answer alike, with both streams as written (AWS Batch's awslogs keeps one log).
+    merges_output: bool = False
 
     def stub(self) -> pb_grpc.BatchSystemStub:
         return self.service.stub()

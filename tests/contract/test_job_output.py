@@ -37,17 +37,33 @@ def needs_output(target: Target) -> None:
         pytest.skip(f"{target.name} keeps no job output: test_a_job_whose_output_is_not_there_says_why checks it says so")
 
 
+def check_stdout(target: Target, answered: bytes, stdout: bytes, stderr: bytes) -> bytes:
+    """Check what STDOUT `answered` for a job that wrote `stdout` and `stderr`; return what STDERR
+    must answer. A target that merges them answers both streams' lines with each, each stream's
+    in its order (lines written to the two at once may come in either order)."""
+    if not target.merges_output:
+        assert answered == stdout
+        return stderr
+    pending = [stdout.splitlines(keepends=True), stderr.splitlines(keepends=True)]
+    for line in answered.splitlines(keepends=True):
+        stream = next((lines for lines in pending if lines and lines[0] == line), None)
+        assert stream is not None, f"{line!r} in {answered!r} is not the next line of either stream"
+        stream.pop(0)
+    assert pending == [[], []], f"{answered!r} lacks {pending}"
+    return answered
+
+
 def test_a_finished_jobs_output_whole_and_its_tail(target: Target) -> None:
     needs_output(target)
     job_id = issue(target, spec("printf 'one\\ntwo\\nthree\\n'; printf 'to stderr\\n' >&2"))
     (update,) = collect_updates(target.stub(), 1)
     assert update.job_id == job_id and update.exit_reason == pb.EXIT_REASON_FINISHED
-    assert output(target, job_id) == b"one\ntwo\nthree\n"
-    assert output(target, job_id, STDERR) == b"to stderr\n"
-    assert output(target, job_id, tail_bytes=6) == b"three\n"
-    assert output(target, job_id, tail_bytes=10_000) == b"one\ntwo\nthree\n"
+    stdout = output(target, job_id)
+    assert output(target, job_id, STDERR) == check_stdout(target, stdout, b"one\ntwo\nthree\n", b"to stderr\n")
+    assert output(target, job_id, tail_bytes=6) == stdout[-6:]
+    assert output(target, job_id, tail_bytes=10_000) == stdout
     # Unspecified means stdout, as for a client that sets no stream.
-    assert output(target, job_id, pb.OUTPUT_STREAM_UNSPECIFIED) == b"one\ntwo\nthree\n"
+    assert output(target, job_id, pb.OUTPUT_STREAM_UNSPECIFIED) == stdout
 
 
 def test_following_a_job_streams_what_it_writes_until_it_ends(target: Target, tmp_path: Path) -> None:
@@ -64,12 +80,12 @@ def test_following_a_job_streams_what_it_writes_until_it_ends(target: Target, tm
     assert job_id in target.stub().ListIssuedJobs(pb.ListIssuedJobsRequest()).job_ids  # still running
     gate.touch()
     received += b"".join(response.data for response in stream)  # ends by itself once the job has
-    assert received == b"started\nended\n"
+    stderr = check_stdout(target, received, b"started\nended\n", b"done\n")
     # Following a job that has ended gives what it wrote, and ends.
     follow_stderr = pb.GetJobOutputRequest(job_id=job_id, stream=STDERR, follow=True)
-    assert b"".join(response.data for response in target.stub().GetJobOutput(follow_stderr, timeout=30)) == b"done\n"
+    assert b"".join(response.data for response in target.stub().GetJobOutput(follow_stderr, timeout=30)) == stderr
     follow_the_tail = pb.GetJobOutputRequest(job_id=job_id, tail_bytes=6, follow=True)
-    assert b"".join(response.data for response in target.stub().GetJobOutput(follow_the_tail, timeout=30)) == b"ended\n"
+    assert b"".join(response.data for response in target.stub().GetJobOutput(follow_the_tail, timeout=30)) == received[-6:]
 
 
 def test_a_job_whose_output_is_not_there_says_why(target: Target, tmp_path: Path) -> None:
