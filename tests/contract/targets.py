@@ -28,6 +28,9 @@ class Target:
     # GetJobOutput has the output of the jobs the suite issues (False: the backend they go to
     # keeps none, and says so with FAILED_PRECONDITION).
     keeps_output: bool = True
+    # The scheduler keeps a job's stdout and stderr as one log (Kubernetes' pod log): both
+    # streams answer with all of it, lines of the two in the order the scheduler read them.
+    combined_output: bool = False
 
     def stub(self) -> pb_grpc.BatchSystemStub:
         return self.service.stub()

@@ -42,6 +42,14 @@ def test_a_finished_jobs_output_whole_and_its_tail(target: Target) -> None:
     job_id = issue(target, spec("printf 'one\\ntwo\\nthree\\n'; printf 'to stderr\\n' >&2"))
     (update,) = collect_updates(target.stub(), 1)
     assert update.job_id == job_id and update.exit_reason == pb.EXIT_REASON_FINISHED
+    if target.combined_output:  # one log: each stream is all of it (across streams, in the order read)
+        whole = output(target, job_id)
+        assert sorted(whole.splitlines()) == [b"one", b"three", b"to stderr", b"two"]
+        assert whole.index(b"one") < whole.index(b"two") < whole.index(b"three")
+        assert output(target, job_id, STDERR) == whole
+        assert output(target, job_id, tail_bytes=6) == whole[-6:]
+        assert output(target, job_id, tail_bytes=10_000) == whole
+        return
     assert output(target, job_id) == b"one\ntwo\nthree\n"
     assert output(target, job_id, STDERR) == b"to stderr\n"
     assert output(target, job_id, tail_bytes=6) == b"three\n"
@@ -64,6 +72,13 @@ def test_following_a_job_streams_what_it_writes_until_it_ends(target: Target, tm
     assert job_id in target.stub().ListIssuedJobs(pb.ListIssuedJobsRequest()).job_ids  # still running
     gate.touch()
     received += b"".join(response.data for response in stream)  # ends by itself once the job has
+    if target.combined_output:  # one log, stderr's line in it too
+        assert received.startswith(b"started\n") and sorted(received.splitlines()[1:]) == [b"done", b"ended"]
+        follow_stderr = pb.GetJobOutputRequest(job_id=job_id, stream=STDERR, follow=True)
+        assert b"".join(response.data for response in target.stub().GetJobOutput(follow_stderr, timeout=30)) == received
+        follow_the_tail = pb.GetJobOutputRequest(job_id=job_id, tail_bytes=5, follow=True)
+        assert b"".join(response.data for response in target.stub().GetJobOutput(follow_the_tail, timeout=30)) == received[-5:]
+        return
     assert received == b"started\nended\n"
     # Following a job that has ended gives what it wrote, and ends.
     follow_stderr = pb.GetJobOutputRequest(job_id=job_id, stream=STDERR, follow=True)
