@@ -25,6 +25,7 @@ from kubernetes.client.exceptions import ApiException
 
 from batchgate.driver import Driver, Ending, Job, JobEvents, Limits, OutputChunks, SchedulingStatus, SubmittedJob, Verdict
 from batchgate.errors import SchedulerError
+from batchgate.output import ONE_LOG_FEATURE
 from batchgate.v1 import batchgate_pb2 as pb
 
 from . import capacity, logs, manifest, status
@@ -350,6 +351,9 @@ class KubernetesDriver(Driver):
         if named:
             return logs.FileOutput(named, target, "stderr" if to_stderr else "stdout", tail_bytes, follow)
         return logs.PodLog(self.core, self.settings.namespace, self.name, target, tail_bytes, follow)
+
+    def features(self) -> Sequence[str]:
+        return (ONE_LOG_FEATURE,)  # GetJobOutput's stdout and stderr are the same log
 
     def _is_tracked(self, job_id: int) -> bool:
         with self._lock:

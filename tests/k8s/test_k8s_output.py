@@ -6,11 +6,13 @@ the end of its log, a pod that is gone or has not started, and the API server's 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import grpc
 import pytest
-from harness import RunningService, collect_updates, spec, wait_until
+from harness import RunningService, collect_updates, spec, start_service, wait_until
 from k8s_cluster import NAMESPACE, EmulatedCluster
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -19,6 +21,7 @@ from batchgate.errors import NoOutput, from_rpc_error
 from batchgate.v1 import batchgate_pb2 as pb
 
 STDOUT, STDERR = pb.OUTPUT_STREAM_STDOUT, pb.OUTPUT_STREAM_STDERR
+BATCHGATE = Path(sys.executable).with_name("batchgate")
 
 
 def issue(service: RunningService, job: pb.JobSpec) -> int:
@@ -128,6 +131,36 @@ def test_a_stream_sent_to_a_file_of_its_own_is_read_from_there(service: RunningS
     target.unlink()
     error = output_error(service, job_id)
     assert str(target) in error.message and "does not exist" in error.message
+
+
+# ---- the command line ---------------------------------------------------------------------------
+
+
+def batchgate(address: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BATCHGATE), "--address", address, *argv], capture_output=True, text=True, timeout=120)
+
+
+def test_the_cli_prints_a_k8s_jobs_log_once(service: RunningService, tmp_path: Path) -> None:
+    failed = batchgate(service.address, "submit", "--wait", "--", "echo hello; echo careful >&2; exit 3")
+    assert failed.returncode == 3, failed.stderr
+    # The pod's one log, printed once (on stdout), not once for each stream.
+    assert sorted(failed.stdout.splitlines()) == ["careful", "hello"], failed.stdout
+    assert "careful" not in failed.stderr and "FAILED with exit status 3" in failed.stderr, failed.stderr
+    job_id = failed.stderr.split("batchgate: job ")[1].split()[0]
+    assert batchgate(service.address, "logs", job_id).stdout == failed.stdout
+    assert batchgate(service.address, "logs", "--stderr", "--tail", "8", job_id).stdout == failed.stdout[-8:]
+    # Behind a gateway, by the backend the job goes to: k8s prints one log, local two streams.
+    local = start_service("local", tmp_path / "local", "--cores", "2", "--memory", "2G")
+    gateway = start_service("gateway", tmp_path / "gateway", "--backends", f"local={local.address},k8s={service.address}")
+    try:
+        on_k8s = batchgate(gateway.address, "submit", "--wait", "--backend", "k8s", "--", "echo hello; echo careful >&2")
+        assert on_k8s.returncode == 0 and sorted(on_k8s.stdout.splitlines()) == ["careful", "hello"], on_k8s
+        assert "careful" not in on_k8s.stderr
+        on_local = batchgate(gateway.address, "submit", "--wait", "--", "echo hello; echo careful >&2")
+        assert (on_local.returncode, on_local.stdout) == (0, "hello\n") and "careful\n" in on_local.stderr, on_local
+    finally:
+        gateway.kill()
+        local.kill()
 
 
 # ---- the emulated API server answers as the real one -------------------------------------------
