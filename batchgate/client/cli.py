@@ -255,7 +255,10 @@ def submit_and_wait(client: BatchgateClient, spec: pb.JobSpec) -> int:
 
 def one_log(client: BatchgateClient, spec: pb.JobSpec) -> bool:
     """Whether the backend a job goes to keeps its stdout and stderr as one log (Kubernetes):
-    then both streams are that log, printed once (to stdout)."""
+    then both streams are that log, printed once (to stdout). Not when the job names a file
+    for a stream: that stream goes there, apart from the log."""
+    if spec.stdout_path or spec.stderr_path:
+        return False
     capabilities = client.capabilities()
     if not capabilities.backends:
         return ONE_LOG_FEATURE in capabilities.features

@@ -368,6 +368,8 @@ class KubernetesDriver(Driver):
             return self._listed_pod(name)
         except ApiException as error:
             raise SchedulerError(self.name, f"listing the pod of Job {name}: {api_message(error)}") from error
+        except Exception as error:  # no answer: the API server cannot be reached
+            raise SchedulerError(self.name, f"listing the pod of Job {name}: {error}") from error
 
     # ---- explaining ---------------------------------------------------------------------------
 

@@ -134,6 +134,7 @@ class PodLog:
     def _stream(self, pod: str, *, tail_lines: int | None, skip: int) -> Iterator[bytes]:
         response = self._open(pod, tail_lines=tail_lines, follow=self.follow)
         self._response = response
+        whole = False
         try:
             if self._cancelled.is_set():
                 return
@@ -142,11 +143,14 @@ class PodLog:
                     data, skip = data[skip:], max(0, skip - len(data))
                 if data:
                     yield data
-        except Exception:
+            whole = True
+        except Exception as error:
             if not self._cancelled.is_set():
-                raise
+                raise SchedulerError(self.backend, f"reading the log of pod {pod}: {error}") from error
         finally:
             self._response = None
+            if not whole:
+                response.close()  # a connection left mid-answer is not used again
             response.release_conn()
 
     def _open(self, pod: str, *, tail_lines: int | None, follow: bool) -> Any:
@@ -170,6 +174,8 @@ class PodLog:
             if error.status == 400:  # the kubelet's "is waiting to start", or a container it no longer has
                 raise NoOutput(self.job.job_id, f"the log of pod {pod} cannot be read: {said}") from None
             raise SchedulerError(self.backend, f"reading the log of pod {pod}: {said}") from error
+        except Exception as error:  # no answer: the API server cannot be reached
+            raise SchedulerError(self.backend, f"reading the log of pod {pod}: {error}") from error
 
 
 def waiting(pod: Object | None) -> str:
@@ -204,13 +210,19 @@ class FileOutput:
 
     def __iter__(self) -> Iterator[bytes]:
         job_id, path = self.job.job_id, self.path
-        try:
-            output = open(path, "rb")  # noqa: SIM115 - closed below
-        except FileNotFoundError:
-            where = "inside its container, not in its pod log"
-            raise NoOutput(job_id, f"its {self.stream} went to {path} (the file it named, {where}), which does not exist where this service runs") from None
-        except OSError as error:
-            raise NoOutput(job_id, f"its {self.stream} went to {path} (the file it named), which this service cannot read: {error.strerror}") from None
+        while True:
+            live = self.follow and self.job.live()  # a followed job may not have made its file yet
+            try:
+                output = open(path, "rb")  # noqa: SIM115 - closed below
+                break
+            except FileNotFoundError:
+                if not live:
+                    where = "inside its container, not in its pod log"
+                    raise NoOutput(job_id, f"its {self.stream} went to {path} (the file it named, {where}), which does not exist where this service runs") from None
+            except OSError as error:
+                raise NoOutput(job_id, f"its {self.stream} went to {path} (the file it named), which this service cannot read: {error.strerror}") from None
+            if self._cancelled.wait(WAIT_SECONDS):
+                return
         with output:
             if self.tail_bytes:
                 output.seek(max(0, output.seek(0, os.SEEK_END) - self.tail_bytes))
