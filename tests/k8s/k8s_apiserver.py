@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import os
 import re
 import select
 import socket
@@ -43,7 +44,7 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import parse_qs, urlsplit
 
 Object = dict[str, Any]
@@ -520,6 +521,7 @@ class ApiHandler(BaseHTTPRequestHandler):
             for data in chunks:
                 self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
                 self.wfile.flush()
+                self.server.log_bytes_sent += len(data)
             self.wfile.write(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
@@ -548,6 +550,7 @@ class ApiHttpServer(ThreadingHTTPServer):
         self.cluster = cluster
         self.watching: set[ApiHandler] = set()
         self.log_streams: set[ApiHandler] = set()  # pod logs being sent
+        self.log_bytes_sent = 0  # of pod logs, for the benchmark
         self.dropped: set[ApiHandler] = set()
         self.stopping = False
         self.lose_create_answers = 0  # creates to carry out without answering (a lost connection)
@@ -581,16 +584,24 @@ class ApiHttpServer(ThreadingHTTPServer):
         self.server_close()
 
 
-def last_lines(data: bytes, count: int) -> bytes:
-    """The last `count` lines (a last line without its newline counts as one)."""
-    if count == 0:
-        return b""
-    cut = len(data) - 1 if data.endswith(b"\n") else len(data)
-    for _ in range(count):
-        cut = data.rfind(b"\n", 0, cut)
-        if cut < 0:
-            return data
-    return data[cut + 1 :]
+def tail_start(log_file: BinaryIO, count: int) -> int:
+    """Where the last `count` lines of a file start (a last line without its newline counts as
+    one), read backwards a block at a time, as the kubelet's tail.FindTailLineStartIndex does."""
+    end = log_file.seek(0, os.SEEK_END)
+    position, newlines = end, 0
+    while position > 0:
+        block = min(LOG_CHUNK, position)
+        position -= block
+        log_file.seek(position)
+        data = log_file.read(block)
+        if position + block == end and data.endswith(b"\n"):
+            data = data[:-1]  # the newline that ends the last line starts no line
+        at = len(data)
+        while (at := data.rfind(b"\n", 0, at)) >= 0:
+            newlines += 1
+            if newlines == count:
+                return position + at + 1
+    return 0 if count else end
 
 
 def read_log(
@@ -604,7 +615,9 @@ def read_log(
     except FileNotFoundError:
         return
     with log_file:
-        data = last_lines(log_file.read(), tail_lines) if tail_lines is not None else log_file.read(LOG_CHUNK)
+        if tail_lines is not None:
+            log_file.seek(tail_start(log_file, tail_lines))
+        data = log_file.read(LOG_CHUNK)
         left = limit_bytes
         while True:
             if data:
