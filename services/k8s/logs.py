@@ -37,7 +37,7 @@ CHUNK_BYTES = 64 * 1024
 WAIT_SECONDS = 0.5  # between looks at a followed job whose container has not started yet
 FIRST_LINE_GUESS = 32  # bytes a line is taken to have at most, for the first try at a tail
 MORE_LINES = 8  # how many times more lines each further try asks for
-READ_TIMEOUT = (10, 120)  # (connect, read) seconds for a log read that does not follow
+READ_TIMEOUT = (10, 30)  # (connect, each read) seconds, for a log read that does not follow (the quote of a failed job waits on it)
 
 
 @dataclass
@@ -127,9 +127,13 @@ class PodLog:
     def _read(self, pod: str, *, tail_lines: int) -> bytes:
         response = self._open(pod, tail_lines=tail_lines, follow=False)
         try:
-            return response.read()
+            data: bytes = response.read()
+        except Exception as error:  # the connection dropped mid-answer
+            response.close()
+            raise SchedulerError(self.backend, f"reading the log of pod {pod}: {error}") from error
         finally:
             response.release_conn()
+        return data
 
     def _stream(self, pod: str, *, tail_lines: int | None, skip: int) -> Iterator[bytes]:
         response = self._open(pod, tail_lines=tail_lines, follow=self.follow)
