@@ -334,7 +334,9 @@ class KubernetesDriver(Driver):
         """The newest pod of Job `name`, asked of the API server (not the watch's cache)."""
         selector = f"{LABEL_INSTANCE}={self.instance_id},{JOB_NAME_LABEL}={name}"
         with observed(self.name, "list pods"):
-            listed = self.core.list_namespaced_pod(self.settings.namespace, label_selector=selector, _preload_content=False)
+            listed = self.core.list_namespaced_pod(
+                self.settings.namespace, label_selector=selector, _preload_content=False, _request_timeout=logs.READ_TIMEOUT
+            )
         pods = json.loads(listed.data).get("items") or []
         return max(pods, key=lambda p: int(p["metadata"].get("resourceVersion", 0)), default=None)
 
