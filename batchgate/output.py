@@ -41,6 +41,9 @@ FOLLOW_POLL_SECONDS = 0.2  # how often a followed file is looked at again when i
 STDERR_TAIL_BYTES = 2048  # of a failed job's stderr, quoted in its update's message
 STDERR_TAIL_LINES = 10
 STDERR_TAIL_HEADING = "stderr ends:"
+# A feature (GetCapabilities) of a backend that keeps a job's stdout and stderr as one log
+# (Kubernetes): both streams answer with all of it, so a client prints it once.
+ONE_LOG_FEATURE = "output:one-log"
 SWEEP_SECONDS = 60.0
 DRIVER_READERS = 256  # threads reading drivers' output at once (each followed job holds one)
 STREAMS = {pb.OUTPUT_STREAM_UNSPECIFIED: "stdout", pb.OUTPUT_STREAM_STDOUT: "stdout", pb.OUTPUT_STREAM_STDERR: "stderr"}

@@ -36,7 +36,7 @@ from batchgate.client.formatting import (
     describe_update,
     reason_name,
 )
-from batchgate.output import STDERR_TAIL_HEADING
+from batchgate.output import ONE_LOG_FEATURE, STDERR_TAIL_HEADING
 from batchgate.errors import BatchgateError, InvalidArgument, NoOutput
 from batchgate.v1 import batchgate_pb2 as pb
 
@@ -230,12 +230,10 @@ def submit_and_wait(client: BatchgateClient, spec: pb.JobSpec) -> int:
     if not client.job_set:
         # A job set of its own, so the update stream carries this job's update and few others.
         client.job_set = f"submit-{uuid.uuid4().hex[:12]}"
+    streams = ((False, sys.stdout),) if one_log(client, spec) else ((False, sys.stdout), (True, sys.stderr))
     job_id = client.issue(spec)
     print(f"batchgate: job {job_id} issued", file=sys.stderr, flush=True)
-    copiers = [
-        threading.Thread(target=copy_output, args=(client, job_id, stderr, sink), daemon=True)
-        for stderr, sink in ((False, sys.stdout), (True, sys.stderr))
-    ]
+    copiers = [threading.Thread(target=copy_output, args=(client, job_id, stderr, sink), daemon=True) for stderr, sink in streams]
     for copier in copiers:
         copier.start()
     try:
@@ -253,6 +251,19 @@ def submit_and_wait(client: BatchgateClient, spec: pb.JobSpec) -> int:
     detail = f": {message}" if message else ""
     print(f"batchgate: job {job_id} {reason_name(update.exit_reason)} with exit status {update.exit_status}{detail}", file=sys.stderr)
     return update.exit_status or 1
+
+
+def one_log(client: BatchgateClient, spec: pb.JobSpec) -> bool:
+    """Whether the backend a job goes to keeps its stdout and stderr as one log (Kubernetes):
+    then both streams are that log, printed once (to stdout). Not when the job names a file
+    for a stream: that stream goes there, apart from the log."""
+    if spec.stdout_path or spec.stderr_path:
+        return False
+    capabilities = client.capabilities()
+    if not capabilities.backends:
+        return ONE_LOG_FEATURE in capabilities.features
+    backend = spec.backend or client.check(spec).backend  # where a gateway would send it
+    return any(ONE_LOG_FEATURE in each.features for each in capabilities.backends if each.backend == backend)
 
 
 def copy_output(client: BatchgateClient, job_id: int, stderr: bool, sink: TextIO) -> None:

@@ -4,6 +4,10 @@ the service's label say what became of every job at once, never a call per job.
 A job's Job is named from the service's identity and the job id (manifest.job_name), so a create
 that is retried after a lost answer meets 409 AlreadyExists and is recognised by its labels
 instead of making a second Job; a restarted service finds its Jobs by the same labels.
+
+A job's output is its pod's log (logs.py): Kubernetes keeps stdout and stderr as one log, so
+both streams answer with it. An ending is reported before anything of the job is deleted, so the
+kit can quote the end of a failed job's log in its update.
 """
 
 from __future__ import annotations
@@ -19,12 +23,13 @@ from dataclasses import dataclass
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from batchgate.driver import Driver, Ending, Job, JobEvents, Limits, SchedulingStatus, SubmittedJob, Verdict
+from batchgate.driver import Driver, Ending, Job, JobEvents, Limits, OutputChunks, SchedulingStatus, SubmittedJob, Verdict
 from batchgate.errors import SchedulerError
+from batchgate.output import ONE_LOG_FEATURE
 from batchgate.v1 import batchgate_pb2 as pb
 
-from . import capacity, manifest, status
-from .calls import observed
+from . import capacity, logs, manifest, status
+from .calls import api_message, observed
 from .manifest import LABEL_INSTANCE, LABEL_JOB_ID, Settings
 from .watcher import Object, Watcher
 
@@ -53,6 +58,7 @@ class Tracked:
 class KubernetesDriver(Driver):
     kind = "k8s"
     options_field = "kubernetes"
+    keeps_output = True  # the pod's log (stdout and stderr as one), see output()
 
     def __init__(self, api: client.ApiClient, settings: Settings, *, start_timeout: float = 300.0, api_timeout: float = 300.0) -> None:
         self.api = api
@@ -235,16 +241,22 @@ class KubernetesDriver(Driver):
             return self._pod_by_job.get(name)
 
     def _judge(self, job_id: int, *, deleted: bool = False) -> None:
-        """Look at a job's Job and pod, and report what changed."""
+        """Look at a job's Job and pod, and report what changed. An ending is reported outside
+        the lock: the kit reads a failed job's log then, through the API."""
+        ended = self._judged(job_id, deleted)
+        if ended is not None:
+            self._end(job_id, ended)
+
+    def _judged(self, job_id: int, deleted: bool) -> Ending | None:
         with self._lock:
             tracked = self._tracked.get(job_id)
             if tracked is None:
-                return  # ended, killed, or another service's
+                return None  # ended, killed, or another service's
             job = self.jobs.get(tracked.name)
             if job is None:
                 if deleted or (tracked.confirmed and self.jobs.synced.is_set()):
-                    self._end(job_id, Ending(Verdict.CANCELLED if deleted else Verdict.VANISHED, message=gone_message(tracked.name, deleted)))
-                return
+                    return Ending(Verdict.CANCELLED if deleted else Verdict.VANISHED, message=gone_message(tracked.name, deleted))
+                return None
             pod = self._pod_of(tracked.name)
             began = status.started_at(pod)
             if began is not None and not tracked.started:
@@ -252,12 +264,12 @@ class KubernetesDriver(Driver):
                 self.events.started(job_id, backing_id=tracked.name, at=began)
             ended = status.ending(job, pod)
             if ended is not None:
-                self._end(job_id, ended)
-                return
+                return ended
             if status.true_conditions(job).get("Failed"):
                 tracked.failed_since = tracked.failed_since or time.monotonic()
             problem = status.start_problem(pod)
             tracked.problem_since = (tracked.problem_since or time.monotonic()) if problem else None
+            return None
 
     def _end(self, job_id: int, ended: Ending) -> None:
         with self._lock:
@@ -297,31 +309,69 @@ class KubernetesDriver(Driver):
         with self._lock:
             if self._tracked.pop(item.job_id, None) is None:
                 return
-        try:
+        message = f"Job {item.name} could not start within {self.start_timeout:g} s: {problem}"
+        self.events.ended(item.job_id, Ending(Verdict.NOT_STARTED, message=message, backing_id=item.name))
+        try:  # after the report: an ending is reported while the job's pod is still there
             with observed(self.name, "delete job"):
                 self.batch.delete_namespaced_job(item.name, self.settings.namespace, propagation_policy="Background", _preload_content=False)
         except ApiException as error:
             if error.status != 404:
                 log.warning("deleting Job %s that could not start: %s", item.name, api_message(error))
-        message = f"Job {item.name} could not start within {self.start_timeout:g} s: {problem}"
-        self.events.ended(item.job_id, Ending(Verdict.NOT_STARTED, message=message, backing_id=item.name))
 
     def _without_pod(self, item: Tracked) -> None:
         """A failed Job whose pod the watch has not shown ended: ask for it once."""
         try:
-            with observed(self.name, "list pods"):
-                listed = self.core.list_namespaced_pod(
-                    self.settings.namespace, label_selector=f"{JOB_NAME_LABEL}={item.name}", _preload_content=False
-                )
+            pod = self._listed_pod(item.name)
         except Exception as error:
             log.warning("listing the pod of Job %s: %s", item.name, error)
             return
-        pods = json.loads(listed.data).get("items") or []
         job = self.jobs.get(item.name)
         if job is None:
             return
-        pod = max(pods, key=lambda p: int(p["metadata"].get("resourceVersion", 0)), default=None)
         self._end(item.job_id, status.ending(job, pod) or status.failed_without_pod(job))
+
+    def _listed_pod(self, name: str) -> Object | None:
+        """The newest pod of Job `name`, asked of the API server (not the watch's cache)."""
+        selector = f"{LABEL_INSTANCE}={self.instance_id},{JOB_NAME_LABEL}={name}"
+        with observed(self.name, "list pods"):
+            listed = self.core.list_namespaced_pod(
+                self.settings.namespace, label_selector=selector, _preload_content=False, _request_timeout=logs.READ_TIMEOUT
+            )
+        pods = json.loads(listed.data).get("items") or []
+        return max(pods, key=lambda p: int(p["metadata"].get("resourceVersion", 0)), default=None)
+
+    # ---- output -------------------------------------------------------------------------------
+
+    def output(self, job: SubmittedJob, stream: int, tail_bytes: int, follow: bool) -> OutputChunks:
+        """The job's pod log. Kubernetes keeps a container's stdout and stderr as one log, so
+        both streams answer with it; a stream the job named a file for went to that file."""
+        job_id = job.job.job_id
+        name = job.backing_id or manifest.job_name(job_id, self.instance_id, job.job.name)
+        target = logs.JobPod(job_id, name, find=lambda: self._newest_pod(job_id, name), live=lambda: self._is_tracked(job_id))
+        to_stderr = stream == pb.OUTPUT_STREAM_STDERR
+        named = job.job.stderr_path if to_stderr else job.job.stdout_path
+        if named:
+            return logs.FileOutput(named, target, "stderr" if to_stderr else "stdout", tail_bytes, follow)
+        return logs.PodLog(self.core, self.settings.namespace, self.name, target, tail_bytes, follow)
+
+    def features(self) -> Sequence[str]:
+        return (ONE_LOG_FEATURE,)  # GetJobOutput's stdout and stderr are the same log
+
+    def _is_tracked(self, job_id: int) -> bool:
+        with self._lock:
+            return job_id in self._tracked
+
+    def _newest_pod(self, job_id: int, name: str) -> Object | None:
+        """A job's newest pod: from the watch while the job is live, else (an ended job's pod
+        leaves the cache) asked of the API server."""
+        if self._is_tracked(job_id):
+            return self._pod_of(name)
+        try:
+            return self._listed_pod(name)
+        except ApiException as error:
+            raise SchedulerError(self.name, f"listing the pod of Job {name}: {api_message(error)}") from error
+        except Exception as error:  # no answer: the API server cannot be reached
+            raise SchedulerError(self.name, f"listing the pod of Job {name}: {error}") from error
 
     # ---- explaining ---------------------------------------------------------------------------
 
@@ -352,9 +402,3 @@ def gone_message(name: str, deleted: bool) -> str:
         return f"Job {name} was deleted by someone other than batchgate"
     return f"Job {name} is no longer in the cluster (deleted, or removed after ttlSecondsAfterFinished)"
 
-
-def api_message(error: ApiException) -> str:
-    try:
-        return str(json.loads(error.body)["message"])
-    except (TypeError, ValueError, KeyError):
-        return f"{error.status} {error.reason}"

@@ -10,10 +10,8 @@ API's plain JSON dicts.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +21,7 @@ from kubernetes.client.exceptions import ApiException
 
 from batchgate.backoff import Backoff
 
-from .calls import observed
+from .calls import cut, observed
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +56,7 @@ class Watcher:
 
     def stop(self) -> None:
         self._stop.set()
-        response = self._response
-        sock = getattr(getattr(response, "connection", None), "sock", None)
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)  # unblocks the read the watch thread waits in
+        cut(self._response)  # unblocks the read the watch thread waits in
         self._thread.join(timeout=10)
 
     def get(self, name: str) -> Object | None:

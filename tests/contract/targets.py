@@ -28,7 +28,8 @@ class Target:
     # GetJobOutput has the output of the jobs the suite issues (False: the backend they go to
     # keeps none, and says so with FAILED_PRECONDITION).
     keeps_output: bool = True
-    # STDOUT and STDERR answer alike, with both streams as written (AWS Batch's awslogs keeps one log).
+    # The scheduler keeps a job's stdout and stderr as one log (Kubernetes' pod log, AWS Batch's
+    # awslogs stream): STDOUT and STDERR both answer with all of it, each stream's lines in order.
     merges_output: bool = False
 
     def stub(self) -> pb_grpc.BatchSystemStub:

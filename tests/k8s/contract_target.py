@@ -31,7 +31,8 @@ def k8s_target(tmp_path: Path) -> Iterator[Target]:
             max_cores=NODE_CORES,
             max_memory=NODE_MEMORY,
             checks_working_directory=False,  # the container runtime makes a missing workingDir
-            keeps_output=False,  # no Driver.output (pod logs) yet
+            keeps_output=True,  # the pod log (Driver.output)
+            merges_output=True,  # stdout and stderr as one log
         )
         try:
             yield target
@@ -50,7 +51,7 @@ def gateway_k8s_target(tmp_path: Path) -> Iterator[Target]:
             backends = f"k8s={k8s.address},local={local.address}"
             gateway = start_service("gateway", tmp_path / "gateway", "--backends", backends)
             target = Target(
-                "gateway-k8s", gateway, max_cores=NODE_CORES, max_memory=NODE_MEMORY, checks_working_directory=False, keeps_output=False
+                "gateway-k8s", gateway, max_cores=NODE_CORES, max_memory=NODE_MEMORY, checks_working_directory=False, keeps_output=True, merges_output=True
             )
             try:
                 yield target

@@ -15,7 +15,10 @@ label selectors or 410 Gone. This one follows the Kubernetes API conventions
   deletionTimestamp and the foregroundDeletion finalizer, until its dependents are gone),
   Background (the garbage collector deletes the dependents after it) or Orphan;
 - a pod being deleted keeps a deletionTimestamp until its kubelet (tests/k8s/k8s_controller.py)
-  has stopped its container and calls `remove`.
+  has stopped its container and calls `remove`;
+- GET pods/{name}/log: a container's log (stdout and stderr as one, as the kubelet keeps it) in
+  plain text, with `container`, `follow`, `tailLines` and `limitBytes`, and the real server's
+  errors (see ApiHandler._log).
 
 The controller plays every other part of the cluster from inside the same process, through
 `objects`, `update` and `remove`, and sees changes with `wait_for_change`.
@@ -26,7 +29,9 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import os
 import re
+import select
 import socket
 import sys
 import threading
@@ -38,7 +43,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 from urllib.parse import parse_qs, urlsplit
 
 Object = dict[str, Any]
@@ -51,6 +57,9 @@ KINDS = {  # resource (plural) -> (apiVersion, kind, namespaced)
 PATH = re.compile(
     r"^/(?:api/v1|apis/batch/v1)(?:/namespaces/(?P<namespace>[^/]+))?/(?P<resource>jobs|pods|nodes)(?:/(?P<name>[^/]+))?/?$"
 )
+LOG_PATH = re.compile(r"^/api/v1/namespaces/(?P<namespace>[^/]+)/pods/(?P<name>[^/]+)/log$")
+LOG_POLL = 0.05  # seconds between looks at a followed log that has nothing new
+LOG_CHUNK = 64 * 1024
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # What the API server's strconv.ParseBool takes as true (the Python client sends "True").
@@ -137,6 +146,8 @@ class Cluster:
         self._compacted = 0  # versions up to here can no longer be watched from
         self.requests: dict[str, int] = {}  # "GET jobs" -> count, to measure API calls
         self.dropped_watches = 0
+        # (pod uid, container name) -> its log file, kept by the kubelet (the controller)
+        self.container_logs: dict[tuple[str, str], Path] = {}
 
     # ---- reading ------------------------------------------------------------------------
 
@@ -323,6 +334,14 @@ class ApiHandler(BaseHTTPRequestHandler):
         if url.path == "/version":
             self._send(200, {"major": "1", "minor": "31", "gitVersion": "v1.31.0-batchgate-emulator"})
             return
+        log_match = LOG_PATH.match(url.path)
+        if log_match is not None and method == "GET":
+            cluster.count("GET pods/log")
+            try:
+                self._log(log_match["namespace"], log_match["name"], query)
+            except ApiError as error:
+                self._send(error.status["code"], error.status)
+            return
         match = PATH.match(url.path)
         if match is None or (KINDS[match["resource"]][2] != bool(match["namespace"]) and not (method == "GET" and not match["name"])):
             self._send(404, status_object(404, "NotFound", f"the server could not find the requested resource {url.path}"))
@@ -414,6 +433,101 @@ class ApiHandler(BaseHTTPRequestHandler):
             self.server.watching.discard(self)
             self.close_connection = True
 
+    # ---- pods/{name}/log ---------------------------------------------------------------------
+    #
+    # What the real API server and kubelet do, from their sources: the API server validates
+    # PodLogOptions (ValidatePodLogOptions: tailLines >= 0, limitBytes > 0, else 422 Invalid),
+    # finds the pod (404 `pods "NAME" not found`) and the container
+    # (pkg/registry/core/pod/strategy.go LogLocation / validateContainer: 400 `container C is not
+    # valid for pod P`, or `a container name must be specified for pod P, choose one of: [...]`),
+    # and answers a pod not bound to a node with an empty log ("If pod has not been assigned a
+    # host, return an empty location"). The kubelet (pkg/kubelet/kubelet_pods.go,
+    # validateContainerLogStatus) refuses a container that has not run, which the API server
+    # passes on as 400 BadRequest: `container "C" in pod "P" is waiting to start: REASON` (`image
+    # can't be pulled` for ErrImagePull, `trying and failing to pull image` for
+    # ImagePullBackOff). Otherwise the log is text/plain, streamed: tailLines "the number of
+    # lines from the end of the logs to show", limitBytes "the number of bytes to read from the
+    # server before terminating the log output", follow: on until the container has stopped.
+
+    def _log(self, namespace: str, name: str, query: dict[str, str]) -> None:
+        tail_lines = self._int_option(query, "tailLines", name, minimum=0)
+        limit_bytes = self._int_option(query, "limitBytes", name, minimum=1)
+        follow = query.get("follow") in GO_TRUE
+        cluster = self.server.cluster
+        pod = cluster.get("pods", namespace, name)
+        if pod is None:
+            raise ApiError(404, "NotFound", f'pods "{name}" not found')
+        containers = [c["name"] for c in pod["spec"]["containers"]]
+        container = query.get("container", "")
+        if not container:
+            if len(containers) != 1:
+                raise ApiError(400, "BadRequest", f"a container name must be specified for pod {name}, choose one of: [{' '.join(containers)}]")
+            container = containers[0]
+        elif container not in containers:
+            raise ApiError(400, "BadRequest", f"container {container} is not valid for pod {name}")
+        if not pod["spec"].get("nodeName"):
+            self._stream_log(iter(()))
+            return
+        state = self._container_state(pod, container)
+        path = cluster.container_logs.get((pod["metadata"]["uid"], container))
+        if "running" not in state and "terminated" not in state or path is None:
+            reason = (state.get("waiting") or {}).get("reason") or "ContainerCreating"
+            said = {"ErrImagePull": "image can't be pulled", "ImagePullBackOff": "trying and failing to pull image"}.get(reason, reason)
+            raise ApiError(400, "BadRequest", f'container "{container}" in pod "{name}" is waiting to start: {said}')
+        uid = pod["metadata"]["uid"]
+
+        def running() -> bool:
+            now = cluster.get("pods", namespace, name)
+            return now is not None and now["metadata"]["uid"] == uid and "running" in self._container_state(now, container)
+
+        stopping = lambda: self.server.stopping or self._client_left()  # noqa: E731
+        self._stream_log(read_log(path, tail_lines=tail_lines, limit_bytes=limit_bytes, follow=follow, running=running, stopping=stopping))
+
+    def _client_left(self) -> bool:
+        """Whether the client closed the connection (it sends nothing while a log streams)."""
+        readable, _, _ = select.select([self.connection], [], [], 0)
+        try:
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    @staticmethod
+    def _int_option(query: dict[str, str], option: str, name: str, *, minimum: int) -> int | None:
+        if option not in query:
+            return None
+        try:
+            value = int(query[option])
+        except ValueError:
+            raise ApiError(400, "BadRequest", f'strconv.ParseInt: parsing "{query[option]}": invalid syntax') from None
+        if value < minimum:
+            must = "must be greater than or equal to 0" if minimum == 0 else "must be greater than 0"
+            raise ApiError(422, "Invalid", f'PodLogOptions "{name}" is invalid: {option}: Invalid value: {value}: {must}')
+        return value
+
+    @staticmethod
+    def _container_state(pod: Object, container: str) -> Object:
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            if status.get("name") == container:
+                return status.get("state") or {}
+        return {}
+
+    def _stream_log(self, chunks: Any) -> None:
+        self.server.log_streams.add(self)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for data in chunks:
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
+                self.server.log_bytes_sent += len(data)
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        finally:
+            self.server.log_streams.discard(self)
+
     def _chunk(self, event: Object) -> None:
         data = json.dumps(event).encode() + b"\n"
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
@@ -435,6 +549,8 @@ class ApiHttpServer(ThreadingHTTPServer):
         super().__init__(address, ApiHandler)
         self.cluster = cluster
         self.watching: set[ApiHandler] = set()
+        self.log_streams: set[ApiHandler] = set()  # pod logs being sent
+        self.log_bytes_sent = 0  # of pod logs, for the benchmark
         self.dropped: set[ApiHandler] = set()
         self.stopping = False
         self.lose_create_answers = 0  # creates to carry out without answering (a lost connection)
@@ -466,6 +582,59 @@ class ApiHttpServer(ThreadingHTTPServer):
         self.stopping = True
         self.shutdown()
         self.server_close()
+
+
+def tail_start(log_file: BinaryIO, count: int) -> int:
+    """Where the last `count` lines of a file start (a last line without its newline counts as
+    one), read backwards a block at a time, as the kubelet's tail.FindTailLineStartIndex does."""
+    end = log_file.seek(0, os.SEEK_END)
+    position, newlines = end, 0
+    while position > 0:
+        block = min(LOG_CHUNK, position)
+        position -= block
+        log_file.seek(position)
+        data = log_file.read(block)
+        if position + block == end and data.endswith(b"\n"):
+            data = data[:-1]  # the newline that ends the last line starts no line
+        at = len(data)
+        while (at := data.rfind(b"\n", 0, at)) >= 0:
+            newlines += 1
+            if newlines == count:
+                return position + at + 1
+    return 0 if count else end
+
+
+def read_log(
+    path: Path, *, tail_lines: int | None, limit_bytes: int | None, follow: bool, running: Callable[[], bool], stopping: Callable[[], bool]
+) -> Any:
+    """A log file's chunks as the kubelet sends them: from its start or its last `tail_lines`,
+    at most `limit_bytes`, and with `follow`, what is written after, until the container has
+    stopped and the file is drained (or the file goes with its pod)."""
+    try:
+        log_file = open(path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return
+    with log_file:
+        if tail_lines is not None:
+            log_file.seek(tail_start(log_file, tail_lines))
+        data = log_file.read(LOG_CHUNK)
+        left = limit_bytes
+        while True:
+            if data:
+                if left is not None:
+                    data = data[:left]
+                    left -= len(data)
+                yield data
+                if left == 0:
+                    return
+            elif not follow or stopping():
+                return
+            was_running = follow and running()  # looked at before the read: a stopped container has written all
+            data = log_file.read(LOG_CHUNK)
+            if not data and follow:
+                if not was_running:
+                    return
+                time.sleep(LOG_POLL)
 
 
 def serve(cluster: Cluster) -> tuple[ApiHttpServer, threading.Thread]:

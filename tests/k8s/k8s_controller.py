@@ -18,6 +18,10 @@ own components do for batch/v1 Jobs (https://kubernetes.io/docs/concepts/workloa
   CreateContainerConfigError for a root user under runAsNonRoot), running, terminated with the
   exit code and startedAt/finishedAt (whole seconds, as the API carries them). A deleted pod's
   container is stopped (SIGTERM, then SIGKILL after the grace period) before the pod goes.
+  Like the kubelet's container runtime, it keeps each container's stdout and stderr as one log
+  file (`docker logs -f`, both streams into one file, in the order the engine read them), which
+  the API server serves at pods/{name}/log; the container is reported terminated only once its
+  log is complete, and the log goes with the pod.
 
 Containers run with no network, and with `shared_paths` mounted at the same path, as a shared
 filesystem would be on a real cluster (the tests' temporary directories).
@@ -25,14 +29,17 @@ filesystem would be on a real cluster (the tests' temporary directories).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -45,6 +52,7 @@ RUNTIME_LABEL = "batchgate.k8s-emulator"
 IMAGE_REFERENCE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?$")
 TICK = 0.05  # seconds between looks when nothing changes
 IMAGE_RETRY = 2.0  # seconds between pulls of a missing image (the kubelet's back-off, shortened)
+LOG_DRAIN_SECONDS = 30.0  # how long a stopped container's `docker logs -f` may take to finish
 
 
 def seconds_rfc3339(docker_time: str) -> str:
@@ -111,6 +119,8 @@ class Controller:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="k8s-controller", daemon=True)
+        self._log_dir = Path(tempfile.mkdtemp(prefix="k8s-pod-logs-"))
+        self._log_copiers: dict[str, subprocess.Popen[bytes]] = {}  # pod uid -> its `docker logs -f`
 
     def start(self) -> None:
         self._thread.start()
@@ -122,6 +132,10 @@ class Controller:
         leftover = docker("ps", "-aq", "--filter", f"label={RUNTIME_LABEL}={self.token}").split()
         if leftover:
             docker("rm", "-f", *leftover, check=False)
+        for uid in list(self._log_copiers):
+            self._drop_log(uid)
+        with contextlib.suppress(OSError):
+            self._log_dir.rmdir()
 
     # ---- the loop ---------------------------------------------------------------------------
 
@@ -376,6 +390,7 @@ class Controller:
             return
         container_id = started.stdout.strip()
         self._containers[uid] = container_id
+        self._copy_log(pod, container["name"], container_id)
 
         def running(obj: Object) -> None:
             if terminal(obj):
@@ -417,6 +432,7 @@ class Controller:
         code = state["ExitCode"]
         reason = "OOMKilled" if state["OOMKilled"] else ("Completed" if code == 0 else "Error")
         container_id = inspected["Id"]
+        self._finish_log(pod["metadata"]["uid"], container_id)  # all of it is in the log before anyone hears it ended
 
         def ended(obj: Object) -> None:
             statuses = obj["status"].get("containerStatuses") or [{}]
@@ -445,7 +461,54 @@ class Controller:
             grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
             docker("stop", "--time", str(int(grace)), container_id, check=False)
             docker("rm", "-v", "-f", container_id, check=False)
+        self._drop_log(pod["metadata"]["uid"])  # the kubelet removes a deleted pod's logs
         self.cluster.remove("pods", pod["metadata"]["namespace"], pod["metadata"]["name"])
+
+    # ---- container logs ---------------------------------------------------------------------
+
+    def _copy_log(self, pod: Object, container: str, container_id: str) -> None:
+        """Keep the container's stdout and stderr in one file, as a container runtime does for
+        the kubelet (both streams into the same open file: lines in the order the engine read
+        them), and tell the API server where it is."""
+        uid = pod["metadata"]["uid"]
+        path = self._log_dir / f"{uid}-{container}.log"
+        with open(path, "ab") as log_file:
+            copier = subprocess.Popen(["docker", "logs", "--follow", container_id], stdout=log_file, stderr=subprocess.STDOUT)
+        self._log_copiers[uid] = copier
+        self.cluster.container_logs[(uid, container)] = path
+
+    def _finish_log(self, uid: str, container_id: str) -> None:
+        """Make a stopped container's log complete. `docker logs -f` ends with the container,
+        at times before the engine has logged a last line the container left without its
+        newline; the engine's whole log (`docker logs`, read now) has it, and what the copy
+        lacks is added at its end."""
+        copier = self._log_copiers.get(uid)
+        if copier is None:
+            return
+        try:
+            copier.wait(LOG_DRAIN_SECONDS)
+        except subprocess.TimeoutExpired:
+            log.warning("the log of pod %s was still being copied after %g s", uid, LOG_DRAIN_SECONDS)
+            copier.kill()
+            copier.wait()
+        path = next((path for (owner, _), path in self.cluster.container_logs.items() if owner == uid), None)
+        if path is None:
+            return
+        whole = subprocess.run(["docker", "logs", container_id], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False).stdout
+        with open(path, "ab") as log_file:
+            copied = log_file.tell()
+            if len(whole) > copied:
+                log_file.write(whole[copied:])
+
+    def _drop_log(self, uid: str) -> None:
+        copier = self._log_copiers.pop(uid, None)
+        if copier is not None and copier.poll() is None:
+            copier.kill()
+            copier.wait()
+        for key in [key for key in self.cluster.container_logs if key[0] == uid]:
+            path = self.cluster.container_logs.pop(key)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     # ---- what tests do to the cluster -------------------------------------------------------
 
@@ -457,6 +520,8 @@ class Controller:
         container_id = self._containers.pop(pod["metadata"]["uid"], "")
         self._containers[pod["metadata"]["uid"]] = "evicted"
         if len(container_id) == 64:
+            docker("kill", container_id, check=False)
+            self._finish_log(pod["metadata"]["uid"], container_id)
             docker("rm", "-f", "-v", container_id, check=False)
 
         def evicted(obj: Object) -> None:
