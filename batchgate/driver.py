@@ -153,6 +153,10 @@ class Driver(abc.ABC):
     # True when `output` reads a job's output from where the scheduler keeps it (pod logs,
     # CloudWatch, a sandbox): the kit then quotes the end of a failed job's stderr from there.
     keeps_output: ClassVar[bool] = False
+    # True when the scheduler keeps a job's stdout and stderr as one log (a pod's log, an
+    # awslogs stream): `output` answers both streams with it, and the kit says so in
+    # GetCapabilities' features (output:one-log), so a client shows it once.
+    one_log: ClassVar[bool] = False
 
     def attach(self, events: JobEvents, instance_id: str) -> None:
         """Called once, before any other call: keep `events` and start any background work.

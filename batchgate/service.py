@@ -29,7 +29,7 @@ from batchgate.backoff import Backoff
 from batchgate.driver import Driver, Job, Limits, SubmittedJob
 from batchgate.endings import Ending, ExitReason, Outcome, outcome_of
 from batchgate.errors import BatchgateError, InvalidArgument, JobNotFound, NoOutput
-from batchgate.output import OutputFiles, OutputSettings, driver_stderr_tail, quoting_stderr, with_stderr_tail
+from batchgate.output import ONE_LOG_FEATURE, OutputFiles, OutputSettings, driver_stderr_tail, quoting_stderr, with_stderr_tail
 from batchgate.jobspec import Defaults, check_env_name, check_env_value, check_text, limits_to_proto, resolve, shortfall, to_job
 from batchgate.store import JobState, NewJob, NewUpdate, Store
 from batchgate.updatelog import LoggedUpdate, UpdateLog
@@ -590,6 +590,8 @@ class BatchService:
     def capabilities(self) -> pb.GetCapabilitiesResponse:
         capabilities = limits_to_proto(self.driver.limits(), self.name, self.driver.kind)
         capabilities.features.extend(self.driver.features())
+        if self.driver.one_log:
+            capabilities.features.append(ONE_LOG_FEATURE)
         if self.driver.options_field:  # so a gateway knows where a job's typed options may go
             capabilities.features.append(f"options:{self.driver.options_field}")
         capabilities.backends.extend(self.driver.backend_capabilities())

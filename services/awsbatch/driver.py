@@ -89,6 +89,7 @@ class AwsBatchDriver(Driver):
     kind = "awsbatch"
     options_field = "aws_batch"
     keeps_output = True  # in CloudWatch Logs: see `output`
+    one_log = True  # awslogs keeps stdout and stderr in one log stream
 
     def __init__(self, settings: Settings, client: Any = None) -> None:
         self.settings = settings

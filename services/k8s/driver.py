@@ -25,7 +25,6 @@ from kubernetes.client.exceptions import ApiException
 
 from batchgate.driver import Driver, Ending, Job, JobEvents, Limits, OutputChunks, SchedulingStatus, SubmittedJob, Verdict
 from batchgate.errors import SchedulerError
-from batchgate.output import ONE_LOG_FEATURE
 from batchgate.v1 import batchgate_pb2 as pb
 
 from . import capacity, logs, manifest, status
@@ -59,6 +58,7 @@ class KubernetesDriver(Driver):
     kind = "k8s"
     options_field = "kubernetes"
     keeps_output = True  # the pod's log (stdout and stderr as one), see output()
+    one_log = True
 
     def __init__(self, api: client.ApiClient, settings: Settings, *, start_timeout: float = 300.0, api_timeout: float = 300.0) -> None:
         self.api = api
@@ -353,9 +353,6 @@ class KubernetesDriver(Driver):
         if named:
             return logs.FileOutput(named, target, "stderr" if to_stderr else "stdout", tail_bytes, follow)
         return logs.PodLog(self.core, self.settings.namespace, self.name, target, tail_bytes, follow)
-
-    def features(self) -> Sequence[str]:
-        return (ONE_LOG_FEATURE,)  # GetJobOutput's stdout and stderr are the same log
 
     def _is_tracked(self, job_id: int) -> bool:
         with self._lock:

@@ -12,6 +12,7 @@ from harness import collect_updates, spec
 from targets import Target
 
 from batchgate.errors import InvalidArgument, JobNotFound, NoOutput, from_rpc_error
+from batchgate.output import ONE_LOG_FEATURE
 from batchgate.v1 import batchgate_pb2 as pb
 
 STDOUT, STDERR = pb.OUTPUT_STREAM_STDOUT, pb.OUTPUT_STREAM_STDERR
@@ -59,6 +60,10 @@ def test_a_finished_jobs_output_whole_and_its_tail(target: Target) -> None:
     (update,) = collect_updates(target.stub(), 1)
     assert update.job_id == job_id and update.exit_reason == pb.EXIT_REASON_FINISHED
     stdout = output(target, job_id)
+    # A client learns that the two streams are one log (and shows it once) from the capabilities.
+    capabilities = target.stub().GetCapabilities(pb.GetCapabilitiesRequest())
+    one_log = [ONE_LOG_FEATURE in each.features for each in (capabilities, *capabilities.backends)]
+    assert any(one_log) == target.merges_output
     assert output(target, job_id, STDERR) == check_stdout(target, stdout, b"one\ntwo\nthree\n", b"to stderr\n")
     assert output(target, job_id, tail_bytes=6) == stdout[-6:]
     assert output(target, job_id, tail_bytes=10_000) == stdout
