@@ -1,9 +1,11 @@
 """IBM Spectrum LSF, as batchgate's command-line kit (batchgate/hpc.py) needs to know it.
 
 bsub takes the job script on stdin and answers "Job <N> is submitted to queue <q>."; each job's
-name is its tag, so one `bjobs -a -J 'batchgate:<instance>:*' -json -o ...` answers for every job
-this service submitted; bhist answers for jobs bjobs has forgotten (after lsb.params'
-CLEAN_PERIOD); bkill kills; lshosts and bhosts describe the hosts.
+name is its tag, so one `bjobs -a -J 'batchgate:<instance>:*'` answers for every job this service
+submitted: with -json where the LSF has it (10.1.0.2 and later, as `lsid` tells), else the classic
+wide table, with `bjobs -l` once for each job seen ended there (its exit code and TERM_ reason).
+bhist, then bacct, answer for jobs bjobs has forgotten (after lsb.params' CLEAN_PERIOD); bkill
+kills; lshosts and bhosts describe the hosts; bqueues -l gives the queue's RUNLIMIT.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import math
 import os
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 from batchgate.driver import AcceleratorRequest, Job, Limits, Verdict
@@ -70,6 +74,11 @@ EMPTY_ANSWERS = ("No job found", "No unfinished job found", "No matching job fou
 SUBMITTED = re.compile(r"Job <(\d+)> is submitted to (?:default )?queue <[^>]*>\.")
 QUEUE_FIELDS = "jobid stat exit_code exit_reason pend_reason run_time job_name"  # the name last: it may hold the delimiter
 DELIMITER = "|"
+BJOBS_OUTPUTS = ("auto", "json", "columns", "classic")
+JSON_SINCE = (10, 1, 0, 2)  # the first LSF whose bjobs has -json
+ENDED = ("DONE", "EXIT")
+EXITED = re.compile(r"Exited (with exit code|by signal) (\d+)")
+STAMP = r"^\w{3} (\w{3} +\d+ \d\d:\d\d:\d\d)(?: \d{4})?: "  # "Mon Oct 23 11:03:10: " in bjobs -l
 UNITS = ("KB", "MB", "GB", "TB", "PB", "EB")
 # bsub options that would fight what batchgate sets from the job or relies on (one batch job, its
 # script, its tag, an immediate answer); -R only where it asks for memory.
@@ -103,6 +112,59 @@ def size_bytes(text: str) -> int:
     return int(float(match.group(1)) * 1024 ** ("KMGTP".index(match.group(2) or "M") + 1)) if match else 0
 
 
+def ended_jobs(text: str) -> Iterator[NativeStatus]:
+    """The ended jobs in `bjobs -l`, `bhist -l` or `bacct -l`: one block a job, lines folded at 80
+    columns under a 21-space indent; "Done successfully" or "Completed <done>", "Exited with exit
+    code N" or "Exited by signal N", "Completed <exit>; TERM_...". bacct gives no exit code."""
+    for block in re.split(r"\n-{20,}\n", text.replace("\n" + " " * 21, "")):
+        job_id = re.match(r"Job <(\d+)>", block.strip())
+        exited = EXITED.search(block)
+        failed = bool(exited) or "Completed <exit>" in block
+        if not job_id or not (failed or "Done successfully" in block or "Completed <done>" in block):
+            continue  # not ended: bjobs will know it again, or it goes missing
+        keyword = re.search(r"Completed <exit>; (TERM_\w+)", block)
+        yield NativeStatus(
+            backing_id=job_id.group(1),
+            state="DONE" if not failed else keyword.group(1) if keyword and keyword.group(1) in STATES else "EXIT",
+            reason=keyword.group(1) if keyword else "",
+            exit_code=int(exited.group(2)) if exited and exited.group(1) == "with exit code" else 0,
+            signal=int(exited.group(2)) if exited and exited.group(1) == "by signal" else 0,
+            run_time=run_time(block),
+        )
+
+
+def run_time(block: str) -> float | None:
+    """Seconds a job ran: bhist's summary (RUN), bacct's TURNAROUND less WAIT, or bjobs -l's
+    stamps from "Started" to its end (they name no year: a year's turn is one day off at most)."""
+    if summary := re.search(r"PEND +PSUSP +RUN.*\n\s*(\d+)\s+(\d+)\s+(\d+)", block):
+        return float(summary.group(3))
+    if accounting := re.search(r"CPU_T +WAIT +TURNAROUND.*\n\s*[\d.]+\s+(\d+)\s+(\d+)", block):
+        return float(int(accounting.group(2)) - int(accounting.group(1)))
+    started = re.search(STAMP + r"(?:\[\d+\] )?Started", block, flags=re.MULTILINE)
+    ended = re.search(STAMP + r"(?:Done successfully|Exited|Completed)", block, flags=re.MULTILINE)
+    if not (started and ended):
+        return None
+    start, end = (datetime.strptime(f"2000 {m.group(1)}", "%Y %b %d %H:%M:%S") for m in (started, ended))
+    return (end - start).total_seconds() % (366 * 86400)
+
+
+def run_limit(bqueues: str) -> float | None:
+    """A queue's hard RUNLIMIT in seconds from `bqueues -l`: its " RUNLIMIT" heading over "60.0 min"
+    (under MAXIMUM LIMITS where a default is shown too; limits may stand side by side)."""
+    if "MAXIMUM LIMITS:" in bqueues:
+        bqueues = bqueues.split("MAXIMUM LIMITS:", 1)[1]
+    elif "DEFAULT LIMITS:" in bqueues:
+        bqueues = bqueues.split("DEFAULT LIMITS:", 1)[0]
+    lines = bqueues.splitlines()
+    for heading, values in zip(lines, lines[1:]):
+        names = heading.split()
+        if "RUNLIMIT" in names:
+            amounts = re.findall(r"([\d.]+) min(?: of \S+)?", values)
+            if len(amounts) == len(names):
+                return float(amounts[names.index("RUNLIMIT")]) * 60
+    return None
+
+
 class LsfDriver(CommandLineDriver):
     kind = "lsf"
     options_field = "lsf"
@@ -118,7 +180,7 @@ class LsfDriver(CommandLineDriver):
         extra_args: Sequence[str] = (),
         unit_for_limits: str = "",
         memory_per_slot: bool = False,
-        json_output: bool = True,
+        bjobs_output: str = "auto",
         poll_interval: float = 1.0,
         command_timeout: float = 60.0,
         runner: Runner = run_command,
@@ -128,8 +190,10 @@ class LsfDriver(CommandLineDriver):
         self.time_limit = time_limit
         self.unit_for_limits = unit_for_limits.upper()
         self.memory_per_slot = memory_per_slot
-        self.json_output = json_output  # bjobs -json came with LSF 10.1.0.2; before it, -o columns
+        self.bjobs_output = bjobs_output  # "auto": -json where `lsid` names LSF 10.1.0.2 or later, else classic
+        self._explained: dict[str, NativeStatus] = {}  # jobs seen ended in classic bjobs, as bjobs -l told
         self._hosts: Snapshot[list[Host]] = Snapshot(self._query_hosts)
+        self._run_limit: Snapshot[float | None] = Snapshot(self._query_run_limit)
 
     # ---- submitting ---------------------------------------------------------------------------
 
@@ -201,26 +265,83 @@ class LsfDriver(CommandLineDriver):
 
     # ---- watching -----------------------------------------------------------------------------
 
+    def output(self) -> str:
+        """How bjobs is asked: json, columns (-o, for an LSF 9 without -json) or classic (-w, -l)."""
+        if self.bjobs_output == "auto":
+            try:
+                found = re.search(r"LSF[^\d\n]*(\d+(?:\.\d+)*)", self.run(Command(["lsid"])))
+            except SchedulerError as error:  # the classic output is every LSF's: use it, and ask again later
+                log.warning("lsid failed; asking bjobs in its classic output meanwhile: %s", error.message)
+                return "classic"
+            release = tuple(int(part) for part in found.group(1).split(".")) if found else ()
+            self.bjobs_output = "json" if release >= JSON_SINCE else "classic"
+            log.info("LSF %s: bjobs answers %s", ".".join(map(str, release)) or "of unknown version", self.bjobs_output)
+        return self.bjobs_output
+
     def queue_command(self) -> Command:
         mine = ["bjobs", "-a", "-J", self.tag(0).removesuffix("0") + "*"]
-        if self.json_output:
+        output = self.output()
+        if output == "json":
             return Command([*mine, "-json", "-o", QUEUE_FIELDS], empty_answers=EMPTY_ANSWERS)
-        return Command([*mine, "-noheader", "-o", f"{QUEUE_FIELDS} delimiter='{DELIMITER}'"], empty_answers=EMPTY_ANSWERS)
+        if output == "columns":
+            return Command([*mine, "-noheader", "-o", f"{QUEUE_FIELDS} delimiter='{DELIMITER}'"], empty_answers=EMPTY_ANSWERS)
+        return Command([*mine, "-w"], empty_answers=EMPTY_ANSWERS)
 
     def parse_queue(self, stdout: str) -> Iterable[NativeStatus]:
         if not stdout.strip():
             return []  # no job matched
-        if self.json_output:
+        if self.bjobs_output == "json":
             try:
                 records = json.loads(stdout[stdout.index("{") : stdout.rindex("}") + 1])["RECORDS"]
             except (ValueError, KeyError) as error:
                 raise CommandFailed(["bjobs"], 0, f"bjobs answered what is not its JSON ({error}): {stdout[:200]!r}", transient=True) from None
-        else:  # "-" stands for an empty column
+        elif self.bjobs_output == "columns":  # "-" stands for an empty column
             names = QUEUE_FIELDS.upper().split()
             rows = (line.split(DELIMITER, len(names) - 1) for line in stdout.splitlines())
             records = [{name: "" if value == "-" else value for name, value in zip(names, row)} for row in rows if len(row) == len(names)]
+        else:
+            return [status for line in stdout.splitlines() if (status := self._classic_status(line))]
         now = time.time()
         return [self._status(record, now) for record in records if "ERROR" not in record]
+
+    @staticmethod
+    def _classic_status(line: str) -> NativeStatus | None:
+        """A line of `bjobs -w`: JOBID USER STAT QUEUE FROM_HOST [EXEC_HOST] JOB_NAME SUBMIT_TIME
+        (an empty EXEC_HOST is only spaces, and SUBMIT_TIME is three words); our job names hold no
+        space. Ended jobs carry no exit code here: `bjobs -l` tells it (see _query_queue)."""
+        words = line.split()
+        if len(words) < 9 or not words[0].isdigit():
+            return None  # the header, or a job's further hosts on a line of their own
+        return NativeStatus(backing_id=words[0], state=words[2], tag=words[-4])
+
+    def _query_queue(self) -> dict[str, NativeStatus]:
+        try:
+            queue = super()._query_queue()
+        except SchedulerError as error:
+            if self.output() != "json":
+                raise
+            # lsid named an LSF with -json, and bjobs refused it all the same: fall back for good
+            log.warning("bjobs -json failed; asking bjobs in its classic output from now on: %s", error.message)
+            self.bjobs_output = "classic"
+            queue = super()._query_queue()
+        return self._with_endings(queue) if self.bjobs_output == "classic" else queue
+
+    def _with_endings(self, queue: dict[str, NativeStatus]) -> dict[str, NativeStatus]:
+        """The classic answer, its ended jobs as `bjobs -l` describes them: one call for every job
+        newly seen ended, each remembered while bjobs lists it. A job gone from bjobs meanwhile is
+        left out, for bhist and bacct to tell (the kit asks them for jobs the queue lacks)."""
+        ended = [backing_id for backing_id, status in queue.items() if status.state in ENDED]
+        unexplained = [backing_id for backing_id in ended if backing_id not in self._explained]
+        if unexplained:
+            self._explained.update((s.backing_id, s) for s in ended_jobs(self.run(Command(["bjobs", "-l", *unexplained], empty_answers=EMPTY_ANSWERS))))
+        self._explained = {backing_id: self._explained[backing_id] for backing_id in ended if backing_id in self._explained}
+        for backing_id in ended:
+            explained = self._explained.get(backing_id)
+            if explained is None:
+                del queue[backing_id]
+            else:
+                queue[backing_id] = replace(explained, tag=queue[backing_id].tag)
+        return queue
 
     @staticmethod
     def _status(record: dict[str, str], now: float) -> NativeStatus:
@@ -240,23 +361,24 @@ class LsfDriver(CommandLineDriver):
         )
 
     def history(self, backing_ids: Sequence[str]) -> Iterable[NativeStatus]:
-        stdout = self.run(Command(["bhist", "-l", "-n", "0", *backing_ids], empty_answers=EMPTY_ANSWERS)).replace("\n" + " " * 21, "")
-        for block in re.split(r"\n-{20,}\n", stdout):
-            job_id = re.search(r"^Job <(\d+)>", block.strip())
-            exited = re.search(r"Exited (with exit code|by signal) (\d+)", block)
-            if not job_id or not (exited or "Done successfully" in block):
-                continue  # not ended: bjobs will know it again, or it goes missing
-            keyword = re.search(r"Completed <exit>; (TERM_\w+)", block)
-            state = "DONE" if not exited else keyword.group(1) if keyword and keyword.group(1) in STATES else "EXIT"
-            summary = re.search(r"PEND +PSUSP +RUN.*\n\s*(\d+)\s+(\d+)\s+(\d+)", block)
-            yield NativeStatus(
-                backing_id=job_id.group(1),
-                state=state,
-                reason=keyword.group(1) if keyword else "",
-                exit_code=int(exited.group(2)) if exited and exited.group(1) == "with exit code" else 0,
-                signal=int(exited.group(2)) if exited and exited.group(1) == "by signal" else 0,
-                run_time=float(summary.group(3)) if summary else None,
-            )
+        """How jobs bjobs has forgotten ended: bhist, which reads the event files LSF still has
+        (-n 0: all of them), then bacct for those bhist has no record of at all, since event
+        files are switched and pruned while lsb.acct keeps every finished job.
+
+        A job none of the three knows is reported by the kit, after a few cycles, as VANISHED,
+        which the kit's rule makes MISSING: Toil's word for a job that "disappeared from the
+        scheduler" (its leader says MISSING of jobs its batch system no longer lists), as the
+        Slurm backend says of jobs squeue and sacct both forgot. LOST is kept for what LSF itself
+        calls a lost host (UNKWN, TERM_ZOMBIE) and for an LSF that stops answering: Toil reads
+        LOST as a preemptible failure (a host went away), which it may retry without charging the
+        job a try, and nothing says a forgotten job was preempted."""
+        stdout = self.run(Command(["bhist", "-l", "-n", "0", *backing_ids], empty_answers=EMPTY_ANSWERS))
+        found = {status.backing_id: status for status in ended_jobs(stdout)}
+        recorded = set(re.findall(r"^Job <(\d+)>", stdout, flags=re.MULTILINE))
+        unrecorded = [backing_id for backing_id in backing_ids if backing_id not in recorded]
+        if unrecorded:
+            found.update((s.backing_id, s) for s in ended_jobs(self.run(Command(["bacct", "-l", *unrecorded], empty_answers=EMPTY_ANSWERS))))
+        return found.values()
 
     # ---- capacity -----------------------------------------------------------------------------
 
@@ -295,9 +417,24 @@ class LsfDriver(CommandLineDriver):
             )
         return hosts
 
+    def _query_run_limit(self) -> float | None:
+        """The RUNLIMIT (seconds) of the queue jobs go to by default, None where it has none."""
+        queue = self.defaults.queue
+        if not queue:
+            found = re.search(r"^Default Queues:\s*(\S+)", self.run(Command(["bparams"])), flags=re.MULTILINE)
+            if not found:
+                return None
+            queue = found.group(1)
+        return run_limit(self.run(Command(["bqueues", "-l", queue])))
+
     def limits(self) -> Limits:
         hosts, _ = self._hosts.get(LIMITS_MAX_AGE, stale_ok=True)
-        return limits_of(hosts)
+        try:
+            wall_time, _ = self._run_limit.get(LIMITS_MAX_AGE, stale_ok=True)
+        except SchedulerError as error:  # bsub refuses a job over the limit all the same
+            log.warning("no queue run limit from bqueues: %s", error.message)
+            wall_time = None
+        return limits_of(hosts, wall_time)
 
     def nodes(self) -> list[pb.Node]:
         return node_messages(self._hosts.get(self.poll_interval)[0])
