@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import re
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
@@ -190,6 +191,7 @@ class LsfDriver(CommandLineDriver):
         self.time_limit = time_limit
         self.unit_for_limits = unit_for_limits.upper()
         self.memory_per_slot = memory_per_slot
+        self._units_lock = threading.Lock()
         self.bjobs_output = bjobs_output  # "auto": -json where `lsid` names LSF 10.1.0.2 or later, else classic
         self._explained: dict[str, NativeStatus] = {}  # jobs seen ended in classic bjobs, as bjobs -l told
         self._hosts: Snapshot[list[Host]] = Snapshot(self._query_hosts)
@@ -209,9 +211,11 @@ class LsfDriver(CommandLineDriver):
 
     def units(self) -> tuple[int, int]:
         """Bytes per unit of -M and of rusage[mem]: LSF_UNIT_FOR_LIMITS sets both; unset, -M is
-        in KB and rusage in MB (lsf.conf, else `lsadmin showconf lim`, unless given)."""
-        if not self.unit_for_limits:
-            self.unit_for_limits = self._configured_unit() or "-"
+        in KB and rusage in MB (lsf.conf, else `lsadmin showconf lim`, unless given). Asked once:
+        the submitting threads wait for the first to learn it rather than each asking lsadmin."""
+        with self._units_lock:
+            if not self.unit_for_limits:
+                self.unit_for_limits = self._configured_unit() or "-"
         if self.unit_for_limits in UNITS:
             unit = 1024 ** (UNITS.index(self.unit_for_limits) + 1)
             return unit, unit
