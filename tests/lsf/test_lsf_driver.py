@@ -20,7 +20,7 @@ from batchgate.driver import AcceleratorRequest, SubmittedJob
 from batchgate.endings import ExitReason
 from batchgate.errors import InvalidArgument
 from batchgate.hpc import CountingRunner
-from batchgate.services.lsf.driver import run_limit
+from batchgate.services.lsf.reading import run_limit
 from batchgate.v1 import batchgate_pb2 as pb
 
 DriverFactory = Callable[..., Attached]
