@@ -41,6 +41,7 @@ QUEUE_FIELDS = "jobid stat exit_code exit_reason pend_reason run_time job_name" 
 DELIMITER = "|"
 ENDED = ("DONE", "EXIT")
 EXITED = re.compile(r"Exited (with exit code|by signal) (\d+)")
+SUBMIT_TIME = re.compile(r"\s+\w{3} +\d+ +\d\d:\d\d(?: +\d{4})?\s*$")  # the end of a bjobs -w line
 STAMP = r"^\w{3} (\w{3} +\d+ \d\d:\d\d:\d\d)(?: \d{4})?: "  # "Mon Oct 23 11:03:10: " in bjobs -l
 
 
@@ -145,9 +146,10 @@ def record_status(record: dict[str, str], now: float) -> NativeStatus:
 
 def classic_status(line: str) -> NativeStatus | None:
     """A line of `bjobs -w`: JOBID USER STAT QUEUE FROM_HOST [EXEC_HOST] JOB_NAME SUBMIT_TIME
-    (an empty EXEC_HOST is only spaces, and SUBMIT_TIME is three words); our job names hold no
-    space. Ended jobs carry no exit code here: `bjobs -l` tells it (see LsfDriver._with_endings)."""
-    words = line.split()
-    if len(words) < 9 or not words[0].isdigit():
+    (an empty EXEC_HOST is only spaces; SUBMIT_TIME is "Oct 22 09:22", with the year after it
+    where LSB_DISPLAY_YEAR=Y); our job names hold no space. Ended jobs carry no exit code here:
+    `bjobs -l` tells it (see LsfDriver._with_endings)."""
+    words = SUBMIT_TIME.sub("", line).split()
+    if len(words) < 6 or not words[0].isdigit():
         return None  # the header, or a job's further hosts on a line of their own
-    return NativeStatus(backing_id=words[0], state=words[2], tag=words[-4])
+    return NativeStatus(backing_id=words[0], state=words[2], tag=words[-1])

@@ -389,3 +389,16 @@ def test_run_limits_are_read_as_bqueues_l_prints_them() -> None:
     assert run_limit(default_and_maximum) == 120 * 60
     assert run_limit("DEFAULT LIMITS:\n RUNLIMIT\n 30.0 min\n") is None  # a default only: no maximum
     assert run_limit("QUEUE: normal\nPARAMETERS/STATISTICS\n") is None
+
+
+def test_classic_bjobs_lines_are_read_with_or_without_an_execution_host_or_a_year() -> None:
+    from batchgate.services.lsf.reading import classic_status
+
+    header = "JOBID   USER    STAT  QUEUE      FROM_HOST   EXEC_HOST   JOB_NAME   SUBMIT_TIME"
+    running = "111     user1   RUN   normal     hostA       4*hostB:hostC batchgate:a1:7 Oct 22 09:22"
+    pending = "112     user1   PEND  normal     hostA                   batchgate:a1:8 Oct  2 09:22 2024"
+    assert classic_status(header) is None
+    assert [(s.backing_id, s.state, s.tag) for s in map(classic_status, (running, pending)) if s] == [
+        ("111", "RUN", "batchgate:a1:7"),
+        ("112", "PEND", "batchgate:a1:8"),
+    ]
