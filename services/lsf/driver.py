@@ -107,6 +107,7 @@ class LsfDriver(CommandLineDriver):
         self.memory_per_slot = memory_per_slot
         self._units_lock = threading.Lock()
         self.bjobs_output = bjobs_output  # "auto": -json where `lsid` names LSF 10.1.0.2 or later, else classic
+        self._json_answered = False  # whether bjobs has once answered -json here
         self._explained: dict[str, NativeStatus] = {}  # jobs seen ended in classic bjobs, as bjobs -l told
         self._hosts: Snapshot[list[Host]] = Snapshot(self._query_hosts)
         self._run_limit: Snapshot[float | None] = Snapshot(self._query_run_limit)
@@ -184,13 +185,10 @@ class LsfDriver(CommandLineDriver):
     # ---- watching -----------------------------------------------------------------------------
 
     def output(self) -> str:
-        """How bjobs is asked: json, columns (-o, for an LSF 9 without -json) or classic (-w, -l)."""
+        """How bjobs is asked: json, columns (-o, for an LSF 9 without -json) or classic (-w, -l).
+        A failing lsid fails the query it was asked for, as bjobs failing would; it is asked again."""
         if self.bjobs_output == "auto":
-            try:
-                found = re.search(r"LSF[^\d\n]*(\d+(?:\.\d+)*)", self.run(Command(["lsid"])))
-            except SchedulerError as error:  # the classic output is every LSF's: use it, and ask again later
-                log.warning("lsid failed; asking bjobs in its classic output meanwhile: %s", error.message)
-                return "classic"
+            found = re.search(r"LSF[^\d\n]*(\d+(?:\.\d+)*)", self.run(Command(["lsid"])))
             release = tuple(int(part) for part in found.group(1).split(".")) if found else ()
             self.bjobs_output = "json" if release >= JSON_SINCE else "classic"
             log.info("LSF %s: bjobs answers %s", ".".join(map(str, release)) or "of unknown version", self.bjobs_output)
@@ -218,12 +216,18 @@ class LsfDriver(CommandLineDriver):
         try:
             queue = super()._query_queue()
         except SchedulerError as error:
-            if self.output() != "json":
+            if self.bjobs_output != "json" or self._json_answered:
                 raise
-            # lsid named an LSF with -json, and bjobs refused it all the same: fall back for good
-            log.warning("bjobs -json failed; asking bjobs in its classic output from now on: %s", error.message)
+            # Until bjobs has once answered -json, its failure may mean this LSF has no -json,
+            # whatever lsid said: ask the classic way, and keep to it if that answers.
             self.bjobs_output = "classic"
-            queue = super()._query_queue()
+            try:
+                queue = super()._query_queue()
+            except SchedulerError:
+                self.bjobs_output = "json"  # failing either way: not for want of -json
+                raise
+            log.warning("bjobs -json failed, the classic bjobs answers: keeping to it: %s", error.message)
+        self._json_answered = self._json_answered or self.bjobs_output == "json"
         return self._with_endings(queue) if self.bjobs_output == "classic" else queue
 
     def _with_endings(self, queue: dict[str, NativeStatus]) -> dict[str, NativeStatus]:

@@ -402,3 +402,14 @@ def test_classic_bjobs_lines_are_read_with_or_without_an_execution_host_or_a_yea
         ("111", "RUN", "batchgate:a1:7"),
         ("112", "PEND", "batchgate:a1:8"),
     ]
+
+
+def test_lsf_down_at_the_start_is_not_taken_for_an_lsf_without_bjobs_json(attach: DriverFactory, fake: FakeLsf) -> None:
+    lsf = attach(command_timeout=1.0)
+    fake.inject("bjobs", "down", seconds=2.5)  # lsid answers: this LSF has -json, but bjobs is down
+    assert list(lsf.driver.submit([make_job(1, "true")])) == [""]
+    assert "LSF is down" in lsf.events.outcome(1, timeout=1).message
+    assert lsf.driver.bjobs_output == "json"
+    time.sleep(2.5)
+    lsf.submit(make_job(2, "exit 4"))
+    assert (lsf.events.outcome(2).exit_reason, lsf.driver.bjobs_output) == (ExitReason.FAILED, "json")
