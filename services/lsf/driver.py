@@ -60,7 +60,7 @@ TRANSIENT_ERRORS = ("LSF is down", "not responding", "Cannot connect to LSF", "C
 EMPTY_ANSWERS = ("No job found", "No unfinished job found", "No matching job found", "is not found", "Job has already finished")
 SUBMITTED = re.compile(r"Job <(\d+)> is submitted to (?:default )?queue <[^>]*>\.")
 BJOBS_OUTPUTS = ("auto", "json", "columns", "classic")
-JSON_SINCE = (10, 1, 0, 2)  # the first LSF whose bjobs has -json
+JSON_SINCE = (10, 1, 0, 2)  # the first LSF whose bjobs has -json (its release notes, "Command output formatting")
 UNITS = ("KB", "MB", "GB", "TB", "PB", "EB")
 # bsub options that would fight what batchgate sets from the job or relies on (one batch job, its
 # script, its tag, an immediate answer); -R only where it asks for memory.

@@ -42,9 +42,11 @@ formats those pages give:
   switched and pruned, while lsb.acct keeps finished jobs: a test can prune a job from either
   (its state's "events_pruned" / "acct_pruned").
 - lsid (lsf_command_ref/lsid.1.html): the product and version line, the cluster and master names.
-  Versions before 10.1.0.2 have no `bjobs -json`, and old ones no `bjobs -o`: config.json's
-  "version" makes the fake such an LSF, whose bjobs refuses -json, -o and -noheader as unknown
-  options (IBM does not document those words: the fake prints its usage, as for any bad option).
+  `bjobs -json` came with LSF 10.1.0.2 (lsf_release_notes/lsf_relnotes_cmdout10.1.0.2.html, which
+  also calls `bjobs -o` older); config.json's "version" makes the fake such an older LSF, whose
+  bjobs refuses -json, and before 9.1.1 also -o and -noheader (that version is our assumption; the
+  tests rely only on an LSF 8 lacking them), as unknown options (IBM does not document those
+  words: the fake prints its usage, as for any bad option).
 - queue run limits (lsb.queues RUNLIMIT, lsf_config_ref/lsb.queues.runlimit.5.html, and
   lsf_admin/limits_specify_resource_usage.html): a queue's RUNLIMIT kills a job without -W after
   that many minutes (TERM_RUNLIMIT); a job whose -W exceeds it "is not allowed to run" (the fake
