@@ -255,8 +255,8 @@ class LsfDriver(CommandLineDriver):
         A job none of the three knows is reported by the kit, after a few cycles, as VANISHED,
         which the kit's rule makes MISSING: Toil's word for a job that "disappeared from the
         scheduler" (its leader says MISSING of jobs its batch system no longer lists), as the
-        Slurm backend says of jobs squeue and sacct both forgot. LOST is kept for what LSF itself
-        calls a lost host (UNKWN, TERM_ZOMBIE) and for an LSF that stops answering: Toil reads
+        Slurm backend says of jobs squeue and sacct both forgot. LOST is kept for a job LSF says
+        ended while its host was unreachable (TERM_ZOMBIE) and for an LSF that stops answering: Toil reads
         LOST as a preemptible failure (a host went away), which it may retry without charging the
         job a try, and nothing says a forgotten job was preempted."""
         stdout = self.run(Command(["bhist", "-l", "-n", "0", *backing_ids], empty_answers=EMPTY_ANSWERS))
