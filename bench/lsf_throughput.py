@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -83,7 +84,9 @@ def submit_rate(fake: FakeLsf, count: int, *, loop: bool) -> float:
 
 def submit_throughput(fake: FakeLsf, count: int, rounds: int) -> None:
     # The machine's speed drifts: each driver run is compared with the loop runs either side.
-    attached(fake.runner, 3600).units()  # learn the cluster's units once, outside the timing
+    # As on a login node with LSF's profile sourced, LSF_ENVDIR names lsf.conf: the unit of
+    # memory limits is read from it, by the loop's commands and the driver's alike.
+    os.environ["LSF_ENVDIR"] = fake.env["LSF_ENVDIR"]
     loops = [submit_rate(fake, count, loop=True)]
     ratios, drivers = [], []
     for _ in range(rounds):

@@ -1,4 +1,5 @@
-"""The LSF backend: jobs go to IBM Spectrum LSF through bsub, bjobs, bhist, bkill, bhosts and lshosts.
+"""The LSF backend: jobs go to IBM Spectrum LSF through bsub, bjobs, bhist, bacct, bkill, bhosts,
+lshosts and bqueues.
 
     batchgate serve lsf [--lsf-queue normal] [--lsf-poll-interval 1] ...
 
@@ -14,7 +15,7 @@ from batchgate import units
 from batchgate.config import add_option
 from batchgate.registry import ServiceDefinition
 
-from .driver import UNITS, LsfDriver, extra_args_problem
+from .driver import BJOBS_OUTPUTS, UNITS, LsfDriver, extra_args_problem
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,9 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_option(
         group,
         "--lsf-bjobs-output",
-        default="json",
-        choices=["json", "columns"],
-        help="how bjobs answers: -json (LSF 10.1.0.2 and later), or -o columns for older LSF",
+        default="auto",
+        choices=BJOBS_OUTPUTS,
+        help="how bjobs is asked: -json (LSF 10.1.0.2 and later), -o columns (LSF 9), the classic -w and -l (any LSF); "
+        "auto: -json or classic, as `lsid` names the version",
     )
     add_option(group, "--lsf-poll-interval", default=1.0, type=units.parse_duration, help="seconds between bjobs calls")
     add_option(
@@ -67,7 +69,7 @@ def build_driver(args: argparse.Namespace) -> LsfDriver:
         extra_args=extra_args,
         unit_for_limits=args.lsf_unit_for_limits,
         memory_per_slot=args.lsf_memory_per == "slot",
-        json_output=args.lsf_bjobs_output == "json",
+        bjobs_output=args.lsf_bjobs_output,
         poll_interval=args.lsf_poll_interval,
         command_timeout=args.lsf_command_timeout,
     )
@@ -76,7 +78,7 @@ def build_driver(args: argparse.Namespace) -> LsfDriver:
 SERVICE = ServiceDefinition(
     name="lsf",
     default_port=50063,
-    description="Run jobs on an IBM Spectrum LSF cluster through its command-line tools (bsub, bjobs, bhist, bkill, bhosts, lshosts).",
+    description="Run jobs on an IBM Spectrum LSF cluster through its command-line tools (bsub, bjobs, bhist, bacct, bkill, bhosts, lshosts, bqueues).",
     add_arguments=add_arguments,
     build_driver=build_driver,
 )

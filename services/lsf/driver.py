@@ -1,23 +1,26 @@
 """IBM Spectrum LSF, as batchgate's command-line kit (batchgate/hpc.py) needs to know it.
 
 bsub takes the job script on stdin and answers "Job <N> is submitted to queue <q>."; each job's
-name is its tag, so one `bjobs -a -J 'batchgate:<instance>:*' -json -o ...` answers for every job
-this service submitted; bhist answers for jobs bjobs has forgotten (after lsb.params'
-CLEAN_PERIOD); bkill kills; lshosts and bhosts describe the hosts.
+name is its tag, so one `bjobs -a -J 'batchgate:<instance>:*'` answers for every job this service
+submitted: with -json where the LSF has it (10.1.0.2 and later, as `lsid` tells), else the classic
+wide table, with `bjobs -l` once for each job seen ended there (its exit code and TERM_ reason).
+bhist, then bacct, answer for jobs bjobs has forgotten (after lsb.params' CLEAN_PERIOD); bkill
+kills; lshosts and bhosts describe the hosts; bqueues -l gives the queue's RUNLIMIT.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import re
+import threading
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from batchgate.driver import AcceleratorRequest, Job, Limits, Verdict
+from batchgate.driver import AcceleratorRequest, Job, Limits
 from batchgate.errors import InvalidArgument, SchedulerError
 from batchgate.hpc import (
     LIMITS_MAX_AGE,
@@ -26,10 +29,8 @@ from batchgate.hpc import (
     CommandLineDriver,
     Host,
     NativeStatus,
-    Phase,
     Runner,
     Snapshot,
-    StateTable,
     job_script,
     limits_of,
     node_messages,
@@ -38,38 +39,28 @@ from batchgate.hpc import (
 )
 from batchgate.v1 import batchgate_pb2 as pb
 
-log = logging.getLogger(__name__)
+from .reading import (
+    DELIMITER,
+    ENDED,
+    QUEUE_FIELDS,
+    STATES,
+    classic_status,
+    column_records,
+    ended_jobs,
+    json_records,
+    record_status,
+    run_limit,
+    size_bytes,
+)
 
-# A job that ended EXIT is known by its termination reason (TERM_*) where batchgate has a meaning
-# for it, else as EXIT: IBM's "Termination reasons displayed by bacct, bhist, and bjobs".
-STATES: StateTable = {
-    "PEND": Phase.PENDING,
-    "PSUSP": Phase.PENDING,  # suspended (held) before it ever ran
-    "WAIT": Phase.PENDING,  # a chunk job's member waiting its turn
-    "PROV": Phase.PENDING,  # its host is being woken up
-    "RUN": Phase.RUNNING,
-    "USUSP": Phase.RUNNING,  # suspended while running: it has started, and may resume
-    "SSUSP": Phase.RUNNING,
-    "UNKWN": Phase.RUNNING,  # mbatchd lost contact with its host: it may still run
-    "DONE": Verdict.EXITED,
-    "EXIT": Verdict.FAILED,
-    "TERM_MEMLIMIT": Verdict.OUT_OF_MEMORY,
-    "TERM_SWAP": Verdict.OUT_OF_MEMORY,
-    "TERM_RUNLIMIT": Verdict.OUT_OF_TIME,
-    "TERM_DEADLINE": Verdict.OUT_OF_TIME,
-    # Killed by us never gets here: a killed job is not watched any more.
-    **dict.fromkeys(("TERM_OWNER", "TERM_ADMIN", "TERM_FORCE_OWNER", "TERM_FORCE_ADMIN", "TERM_PREEMPT"), Verdict.CANCELLED),
-    **dict.fromkeys(("TERM_WINDOW", "TERM_LOAD", "TERM_BUCKET_KILL", "TERM_RC", "TERM_ORPHAN_SYSTEM"), Verdict.CANCELLED),
-    **dict.fromkeys(("TERM_ZOMBIE", "TERM_REMOVE_HUNG_JOB"), Verdict.UNKNOWABLE),
-    **dict.fromkeys(("TERM_CWD_NOTEXIST", "TERM_PRE_EXEC_FAIL", "TERM_DATA"), Verdict.NOT_STARTED),
-}
+log = logging.getLogger(__name__)
 
 TRANSIENT_ERRORS = ("LSF is down", "not responding", "Cannot connect to LSF", "Communication time out")
 # What bjobs, bhist and bkill say when no job matches or a job has ended already: nothing to do.
 EMPTY_ANSWERS = ("No job found", "No unfinished job found", "No matching job found", "is not found", "Job has already finished")
 SUBMITTED = re.compile(r"Job <(\d+)> is submitted to (?:default )?queue <[^>]*>\.")
-QUEUE_FIELDS = "jobid stat exit_code exit_reason pend_reason run_time job_name"  # the name last: it may hold the delimiter
-DELIMITER = "|"
+BJOBS_OUTPUTS = ("auto", "json", "columns", "classic")
+JSON_SINCE = (10, 1, 0, 2)  # the first LSF whose bjobs has -json (its release notes, "Command output formatting")
 UNITS = ("KB", "MB", "GB", "TB", "PB", "EB")
 # bsub options that would fight what batchgate sets from the job or relies on (one batch job, its
 # script, its tag, an immediate answer); -R only where it asks for memory.
@@ -89,20 +80,6 @@ def extra_args_problem(args: Sequence[str], index: int) -> str | None:
     return None
 
 
-def seconds(text: str) -> float:
-    """bjobs' run_time: "35 second(s)", or HH:MM:SS with -hms."""
-    if ":" in text:
-        return float(sum(int(part) * 60**power for power, part in enumerate(reversed(text.split(":")))))
-    number = text.split(" ")[0]
-    return float(number) if number.replace(".", "", 1).isdigit() else 0.0
-
-
-def size_bytes(text: str) -> int:
-    """lshosts' maxmem: 15.6G, 512M, 1024K (a bare number is in MB); 0 for "-"."""
-    match = re.fullmatch(r"([\d.]+)([KMGTP]?)B?", text.strip())
-    return int(float(match.group(1)) * 1024 ** ("KMGTP".index(match.group(2) or "M") + 1)) if match else 0
-
-
 class LsfDriver(CommandLineDriver):
     kind = "lsf"
     options_field = "lsf"
@@ -118,7 +95,7 @@ class LsfDriver(CommandLineDriver):
         extra_args: Sequence[str] = (),
         unit_for_limits: str = "",
         memory_per_slot: bool = False,
-        json_output: bool = True,
+        bjobs_output: str = "auto",
         poll_interval: float = 1.0,
         command_timeout: float = 60.0,
         runner: Runner = run_command,
@@ -128,8 +105,12 @@ class LsfDriver(CommandLineDriver):
         self.time_limit = time_limit
         self.unit_for_limits = unit_for_limits.upper()
         self.memory_per_slot = memory_per_slot
-        self.json_output = json_output  # bjobs -json came with LSF 10.1.0.2; before it, -o columns
+        self._units_lock = threading.Lock()
+        self.bjobs_output = bjobs_output  # "auto": -json where `lsid` names LSF 10.1.0.2 or later, else classic
+        self._json_answered = False  # whether bjobs has once answered -json here
+        self._explained: dict[str, NativeStatus] = {}  # jobs seen ended in classic bjobs, as bjobs -l told
         self._hosts: Snapshot[list[Host]] = Snapshot(self._query_hosts)
+        self._run_limit: Snapshot[float | None] = Snapshot(self._query_run_limit)
 
     # ---- submitting ---------------------------------------------------------------------------
 
@@ -145,9 +126,11 @@ class LsfDriver(CommandLineDriver):
 
     def units(self) -> tuple[int, int]:
         """Bytes per unit of -M and of rusage[mem]: LSF_UNIT_FOR_LIMITS sets both; unset, -M is
-        in KB and rusage in MB (lsf.conf, else `lsadmin showconf lim`, unless given)."""
-        if not self.unit_for_limits:
-            self.unit_for_limits = self._configured_unit() or "-"
+        in KB and rusage in MB (lsf.conf, else `lsadmin showconf lim`, unless given). Asked once:
+        the submitting threads wait for the first to learn it rather than each asking lsadmin."""
+        with self._units_lock:
+            if not self.unit_for_limits:
+                self.unit_for_limits = self._configured_unit() or "-"
         if self.unit_for_limits in UNITS:
             unit = 1024 ** (UNITS.index(self.unit_for_limits) + 1)
             return unit, unit
@@ -201,62 +184,88 @@ class LsfDriver(CommandLineDriver):
 
     # ---- watching -----------------------------------------------------------------------------
 
+    def output(self) -> str:
+        """How bjobs is asked: json, columns (-o, for an LSF 9 without -json) or classic (-w, -l).
+        A failing lsid fails the query it was asked for, as bjobs failing would; it is asked again."""
+        if self.bjobs_output == "auto":
+            found = re.search(r"LSF[^\d\n]*(\d+(?:\.\d+)*)", self.run(Command(["lsid"])))
+            release = tuple(int(part) for part in found.group(1).split(".")) if found else ()
+            self.bjobs_output = "json" if release >= JSON_SINCE else "classic"
+            log.info("LSF %s: bjobs answers %s", ".".join(map(str, release)) or "of unknown version", self.bjobs_output)
+        return self.bjobs_output
+
     def queue_command(self) -> Command:
         mine = ["bjobs", "-a", "-J", self.tag(0).removesuffix("0") + "*"]
-        if self.json_output:
+        output = self.output()
+        if output == "json":
             return Command([*mine, "-json", "-o", QUEUE_FIELDS], empty_answers=EMPTY_ANSWERS)
-        return Command([*mine, "-noheader", "-o", f"{QUEUE_FIELDS} delimiter='{DELIMITER}'"], empty_answers=EMPTY_ANSWERS)
+        if output == "columns":
+            return Command([*mine, "-noheader", "-o", f"{QUEUE_FIELDS} delimiter='{DELIMITER}'"], empty_answers=EMPTY_ANSWERS)
+        return Command([*mine, "-w"], empty_answers=EMPTY_ANSWERS)
 
     def parse_queue(self, stdout: str) -> Iterable[NativeStatus]:
         if not stdout.strip():
             return []  # no job matched
-        if self.json_output:
-            try:
-                records = json.loads(stdout[stdout.index("{") : stdout.rindex("}") + 1])["RECORDS"]
-            except (ValueError, KeyError) as error:
-                raise CommandFailed(["bjobs"], 0, f"bjobs answered what is not its JSON ({error}): {stdout[:200]!r}", transient=True) from None
-        else:  # "-" stands for an empty column
-            names = QUEUE_FIELDS.upper().split()
-            rows = (line.split(DELIMITER, len(names) - 1) for line in stdout.splitlines())
-            records = [{name: "" if value == "-" else value for name, value in zip(names, row)} for row in rows if len(row) == len(names)]
+        if self.bjobs_output == "classic":
+            return [status for line in stdout.splitlines() if (status := classic_status(line))]
+        records = json_records(stdout) if self.bjobs_output == "json" else column_records(stdout)
         now = time.time()
-        return [self._status(record, now) for record in records if "ERROR" not in record]
+        return [record_status(record, now) for record in records if "ERROR" not in record]
 
-    @staticmethod
-    def _status(record: dict[str, str], now: float) -> NativeStatus:
-        state, exit_reason = record["STAT"], record.get("EXIT_REASON", "")
-        keyword, _, words = exit_reason.partition(":")  # "TERM_RUNLIMIT: job killed after ..."
-        if state == "EXIT" and keyword in STATES:
-            state, exit_reason = keyword, words.strip()
-        run_time = seconds(record.get("RUN_TIME", ""))
-        return NativeStatus(
-            backing_id=record["JOBID"],
-            state=state,
-            reason=record.get("PEND_REASON", "") or exit_reason,
-            exit_code=int(record.get("EXIT_CODE") or 0),
-            started_at=now - run_time if STATES.get(state) is Phase.RUNNING else None,
-            run_time=run_time,
-            tag=record.get("JOB_NAME", ""),
-        )
+    def _query_queue(self) -> dict[str, NativeStatus]:
+        try:
+            queue = super()._query_queue()
+        except SchedulerError as error:
+            if self.bjobs_output != "json" or self._json_answered:
+                raise
+            # Until bjobs has once answered -json, its failure may mean this LSF has no -json,
+            # whatever lsid said: ask the classic way, and keep to it if that answers.
+            self.bjobs_output = "classic"
+            try:
+                queue = super()._query_queue()
+            except SchedulerError:
+                self.bjobs_output = "json"  # failing either way: not for want of -json
+                raise
+            log.warning("bjobs -json failed, the classic bjobs answers: keeping to it: %s", error.message)
+        self._json_answered = self._json_answered or self.bjobs_output == "json"
+        return self._with_endings(queue) if self.bjobs_output == "classic" else queue
+
+    def _with_endings(self, queue: dict[str, NativeStatus]) -> dict[str, NativeStatus]:
+        """The classic answer, its ended jobs as `bjobs -l` describes them: one call for every job
+        newly seen ended, each remembered while bjobs lists it. A job gone from bjobs meanwhile is
+        left out, for bhist and bacct to tell (the kit asks them for jobs the queue lacks)."""
+        ended = [backing_id for backing_id, status in queue.items() if status.state in ENDED]
+        unexplained = [backing_id for backing_id in ended if backing_id not in self._explained]
+        if unexplained:
+            self._explained.update((s.backing_id, s) for s in ended_jobs(self.run(Command(["bjobs", "-l", *unexplained], empty_answers=EMPTY_ANSWERS))))
+        self._explained = {backing_id: self._explained[backing_id] for backing_id in ended if backing_id in self._explained}
+        for backing_id in ended:
+            explained = self._explained.get(backing_id)
+            if explained is None:
+                del queue[backing_id]
+            else:
+                queue[backing_id] = replace(explained, tag=queue[backing_id].tag)
+        return queue
 
     def history(self, backing_ids: Sequence[str]) -> Iterable[NativeStatus]:
-        stdout = self.run(Command(["bhist", "-l", "-n", "0", *backing_ids], empty_answers=EMPTY_ANSWERS)).replace("\n" + " " * 21, "")
-        for block in re.split(r"\n-{20,}\n", stdout):
-            job_id = re.search(r"^Job <(\d+)>", block.strip())
-            exited = re.search(r"Exited (with exit code|by signal) (\d+)", block)
-            if not job_id or not (exited or "Done successfully" in block):
-                continue  # not ended: bjobs will know it again, or it goes missing
-            keyword = re.search(r"Completed <exit>; (TERM_\w+)", block)
-            state = "DONE" if not exited else keyword.group(1) if keyword and keyword.group(1) in STATES else "EXIT"
-            summary = re.search(r"PEND +PSUSP +RUN.*\n\s*(\d+)\s+(\d+)\s+(\d+)", block)
-            yield NativeStatus(
-                backing_id=job_id.group(1),
-                state=state,
-                reason=keyword.group(1) if keyword else "",
-                exit_code=int(exited.group(2)) if exited and exited.group(1) == "with exit code" else 0,
-                signal=int(exited.group(2)) if exited and exited.group(1) == "by signal" else 0,
-                run_time=float(summary.group(3)) if summary else None,
-            )
+        """How jobs bjobs has forgotten ended: bhist, which reads the event files LSF still has
+        (-n 0: all of them), then bacct for those bhist has no record of at all, since event
+        files are switched and pruned while lsb.acct keeps every finished job.
+
+        A job none of the three knows is reported by the kit, after a few cycles, as VANISHED,
+        which the kit's rule makes MISSING: Toil's word for a job that "disappeared from the
+        scheduler" (its leader says MISSING of jobs its batch system no longer lists), as the
+        Slurm backend says of jobs squeue and sacct both forgot. LOST is kept for a job LSF says
+        ended while its host was unreachable (TERM_ZOMBIE) and for an LSF that stops answering: Toil reads
+        LOST as a preemptible failure (a host went away), which it may retry without charging the
+        job a try, and nothing says a forgotten job was preempted."""
+        stdout = self.run(Command(["bhist", "-l", "-n", "0", *backing_ids], empty_answers=EMPTY_ANSWERS))
+        found = {status.backing_id: status for status in ended_jobs(stdout)}
+        recorded = set(re.findall(r"^Job <(\d+)>", stdout, flags=re.MULTILINE))
+        unrecorded = [backing_id for backing_id in backing_ids if backing_id not in recorded]
+        if unrecorded:
+            found.update((s.backing_id, s) for s in ended_jobs(self.run(Command(["bacct", "-l", *unrecorded], empty_answers=EMPTY_ANSWERS))))
+        return found.values()
 
     # ---- capacity -----------------------------------------------------------------------------
 
@@ -295,9 +304,24 @@ class LsfDriver(CommandLineDriver):
             )
         return hosts
 
+    def _query_run_limit(self) -> float | None:
+        """The RUNLIMIT (seconds) of the queue jobs go to by default, None where it has none."""
+        queue = self.defaults.queue
+        if not queue:
+            found = re.search(r"^Default Queues:\s*(\S+)", self.run(Command(["bparams"])), flags=re.MULTILINE)
+            if not found:
+                return None
+            queue = found.group(1)
+        return run_limit(self.run(Command(["bqueues", "-l", queue])))
+
     def limits(self) -> Limits:
         hosts, _ = self._hosts.get(LIMITS_MAX_AGE, stale_ok=True)
-        return limits_of(hosts)
+        try:
+            wall_time, _ = self._run_limit.get(LIMITS_MAX_AGE, stale_ok=True)
+        except SchedulerError as error:  # bsub refuses a job over the limit all the same
+            log.warning("no queue run limit from bqueues: %s", error.message)
+            wall_time = None
+        return limits_of(hosts, wall_time)
 
     def nodes(self) -> list[pb.Node]:
         return node_messages(self._hosts.get(self.poll_interval)[0])

@@ -28,6 +28,8 @@ __all__ = ["MIB", "Attached", "make_job"]  # for the tests, from driver_recordin
 
 FAKE = Path(__file__).resolve().parent / "fake"
 TEST_POLL_INTERVAL = 0.2
+# An LSF whose bjobs has -json, and one from before -json and -o: only the classic output.
+LSF_VERSIONS = {"lsf10-json": "10.1.0.13", "lsf8-classic": "8.0.1"}
 
 
 class FakeLsf:
@@ -40,12 +42,15 @@ class FakeLsf:
         clean_period: float = 3600.0,
         unit_for_limits: str = "MB",
         answer_delay: float = 0.0,
+        version: str = "10.1.0.13",
+        queues: dict[str, float | None] | None = None,
     ) -> None:
         self.root = root
         (root / "conf").mkdir(parents=True, exist_ok=True)
         settings = {
             "hosts": list(hosts),
-            "queues": ["normal", "short"],
+            "queues": queues or {"normal": None, "short": None},  # name: RUNLIMIT in minutes, or None
+            "version": version,  # LSF's: before 10.1.0.2 bjobs has no -json; an old one (8.x) no -o
             "default_queue": "normal",
             "minute_seconds": minute_seconds,  # the length of one -W minute here
             "clean_period": clean_period,  # lsb.params CLEAN_PERIOD
@@ -83,6 +88,13 @@ class FakeLsf:
         for directory in (self.root / "jobs").glob("*"):
             found[int(directory.name)] = (json.loads((directory / "job.json").read_text()), json.loads((directory / "state.json").read_text()))
         return found
+
+    def prune(self, job_id: int, *, events: bool = False, accounting: bool = False) -> None:
+        """Forget a job as LSF does once its event file (bhist) or accounting file (bacct) is gone."""
+        path = self.root / "jobs" / str(job_id) / "state.json"
+        state = json.loads(path.read_text())
+        state.update(events_pruned=events or state.get("events_pruned", False), acct_pruned=accounting or state.get("acct_pruned", False))
+        path.write_text(json.dumps(state))
 
     def shutdown(self) -> None:
         """Stop every job and supervisor this cluster still runs."""

@@ -14,20 +14,27 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from lsf_cluster import MIB, Attached, FakeLsf, attach_driver, make_job
+from lsf_cluster import LSF_VERSIONS, MIB, Attached, FakeLsf, attach_driver, make_job
 
 from batchgate.driver import AcceleratorRequest, SubmittedJob
 from batchgate.endings import ExitReason
 from batchgate.errors import InvalidArgument
 from batchgate.hpc import CountingRunner
+from batchgate.services.lsf.reading import run_limit
 from batchgate.v1 import batchgate_pb2 as pb
 
 DriverFactory = Callable[..., Attached]
 
 
-@pytest.mark.parametrize("json_output", [True, False], ids=["bjobs-json", "bjobs-columns"])
-def test_exit_codes_and_signal_deaths_are_reported_as_the_shell_would(attach: DriverFactory, json_output: bool) -> None:
-    lsf = attach(json_output=json_output)
+def test_exit_codes_and_signal_deaths_are_reported_as_the_shell_would(attach_any: DriverFactory) -> None:
+    assert_exit_codes_and_signal_deaths(attach_any())
+
+
+def test_the_bjobs_columns_of_lsf_9_tell_the_same(attach: DriverFactory) -> None:
+    assert_exit_codes_and_signal_deaths(attach(bjobs_output="columns"))
+
+
+def assert_exit_codes_and_signal_deaths(lsf: Attached) -> None:
     jobs = [make_job(1, "sleep 1.5"), make_job(2, "exit 3"), make_job(3, "kill -TERM $$"), make_job(4, "kill -KILL $$")]
     lsf.submit(*jobs)
     finished, failed, terminated, killed = (lsf.events.outcome(job.job_id) for job in jobs)
@@ -39,9 +46,8 @@ def test_exit_codes_and_signal_deaths_are_reported_as_the_shell_would(attach: Dr
     assert "EXIT" in failed.message
 
 
-@pytest.mark.parametrize("json_output", [True, False], ids=["bjobs-json", "bjobs-columns"])
-def test_memory_and_run_limits_are_memlimit_and_timelimit(attach: DriverFactory, json_output: bool) -> None:
-    lsf = attach(json_output=json_output)
+def test_memory_and_run_limits_are_memlimit_and_timelimit(attach_any: DriverFactory) -> None:
+    lsf = attach_any()
     hog = f"{sys.executable} -c 'import time; block = b\"x\" * (300 * 1024 * 1024); time.sleep(10)'"
     over_memory, over_time = lsf.submit(make_job(1, hog, memory=50 * MIB), make_job(2, "sleep 30", wall_time=1.0))
     memory, wall = lsf.events.outcome(1), lsf.events.outcome(2)
@@ -51,8 +57,8 @@ def test_memory_and_run_limits_are_memlimit_and_timelimit(attach: DriverFactory,
     assert "TERM_RUNLIMIT" in wall.message and "wall time" in wall.message
 
 
-def test_jobs_killed_by_someone_else_are_killed_and_a_missing_directory_is_error(attach: DriverFactory, fake: FakeLsf, tmp_path: Path) -> None:
-    lsf = attach()
+def test_jobs_killed_by_someone_else_are_killed_and_a_missing_directory_is_error(attach_any: DriverFactory, any_fake: FakeLsf, tmp_path: Path) -> None:
+    lsf, fake = attach_any(), any_fake
     owner, forced = lsf.submit(make_job(1, "sleep 300"), make_job(2, "sleep 300"))
     lsf.submit(make_job(3, "true", working_directory=str(tmp_path / "no-such-directory")))
     lsf.events.wait_started(1)
@@ -113,8 +119,8 @@ def test_bad_names_gpu_requests_and_fighting_extra_arguments_are_refused_naming_
         assert caught.value.field in ("lsf.extra_args[1]", "lsf.extra_args[2]"), refused
 
 
-def test_kill_of_a_held_a_pending_and_a_running_job_returns_once_they_are_dead(attach: DriverFactory, fake: FakeLsf) -> None:
-    lsf = attach()
+def test_kill_of_a_held_a_pending_and_a_running_job_returns_once_they_are_dead(attach_any: DriverFactory, any_fake: FakeLsf) -> None:
+    lsf, fake = attach_any(), any_fake
     marker = f"batchgate-kill-{uuid.uuid4().hex}"
     held, running = lsf.submit(make_job(1, "true", options=pb.LsfOptions(extra_args=["-H"])), make_job(2, f"sleep 300; : {marker}", cores=4))
     lsf.events.wait_started(2)
@@ -156,11 +162,11 @@ def test_a_lasting_outage_fails_the_submission_quoting_lsf(attach: DriverFactory
     assert not fake.jobs()
 
 
-def test_jobs_lsf_no_longer_answers_for_are_lost_and_jobs_it_forgot_are_missing(attach: DriverFactory, fake: FakeLsf) -> None:
-    lsf = attach(command_timeout=1.5)
+def test_jobs_lsf_no_longer_answers_for_are_lost_and_jobs_it_forgot_are_missing(attach_any: DriverFactory, any_fake: FakeLsf) -> None:
+    lsf, fake = attach_any(command_timeout=1.5), any_fake
     running, held = lsf.submit(make_job(1, "sleep 30"), make_job(2, "true", options=pb.LsfOptions(extra_args=["-H"])))
     lsf.events.wait_started(1)
-    shutil.rmtree(fake.root / "jobs" / held.backing_id)  # gone from bjobs and bhist alike
+    shutil.rmtree(fake.root / "jobs" / held.backing_id)  # gone from bjobs, bhist and bacct alike
     missing = lsf.events.outcome(2)
     assert missing.exit_reason is ExitReason.MISSING and f"no record of job {held.backing_id}" in missing.message
 
@@ -198,17 +204,32 @@ def test_an_answer_without_a_job_id_is_never_taken_for_one(attach: DriverFactory
     assert lsf.events.outcome(1).exit_reason is ExitReason.FINISHED
 
 
-def test_a_restarted_driver_adopts_its_jobs_and_reports_each_exactly_once(tmp_path: Path) -> None:
-    # LSF forgets finished jobs after a second here (CLEAN_PERIOD): job 1 is found in bhist.
-    fake = FakeLsf(tmp_path / "lsf", clean_period=1.0)
+@pytest.mark.parametrize("version", list(LSF_VERSIONS.values()), ids=list(LSF_VERSIONS))
+def test_a_restarted_driver_adopts_its_jobs_and_finds_those_bjobs_forgot_in_bhist_then_bacct(tmp_path: Path, version: str) -> None:
+    # LSF forgets finished jobs after a second here (CLEAN_PERIOD): bhist and bacct know them.
+    fake = FakeLsf(tmp_path / "lsf", clean_period=1.0, version=version)
     first = attach_driver(fake)
-    submitted = first.submit(make_job(1, "sleep 0.5"), make_job(2, "sleep 5"), make_job(3, "exit 5"))
-    first.events.wait_started(2)
-    first.driver.close()
+    submitted = first.submit(
+        make_job(1, "sleep 0.5"),
+        make_job(2, "sleep 6"),
+        make_job(3, "exit 5"),
+        make_job(4, "sleep 30", wall_time=1.0),  # killed at its run limit, then pruned from lsb.events
+        make_job(5, "true", options=pb.LsfOptions(extra_args=["-H"])),  # to be pruned from lsb.events and lsb.acct
+    )
+    first.driver.close()  # before it could see jobs 4 and 5 end
     reported_before = set(first.events.ended_ids())
-    time.sleep(2.5)  # job 1 ends, and leaves bjobs, while no driver watches
+    backing = {s.job.job_id: int(s.backing_id) for s in submitted}
+    assert fake.run("bkill", str(backing[5])).returncode == 0
+    deadline = time.monotonic() + 20
+    while not all(state["stat"] in ("DONE", "EXIT") for job_id, (_, state) in fake.jobs().items() if job_id != backing[2]):
+        assert time.monotonic() < deadline, f"jobs still running: {fake.jobs()}"
+        time.sleep(0.2)
+    time.sleep(1.5)  # and have left bjobs, while no driver watched
+    fake.prune(backing[4], events=True)
+    fake.prune(backing[5], events=True, accounting=True)
 
-    second = attach_driver(fake, first.instance_id)
+    counting = CountingRunner(fake.runner)
+    second = attach_driver(fake, first.instance_id, runner=counting)
     try:
         second.driver.adopt(
             [
@@ -217,16 +238,19 @@ def test_a_restarted_driver_adopts_its_jobs_and_reports_each_exactly_once(tmp_pa
                 if s.job.job_id not in reported_before
             ]
         )
-        for job_id in {1, 2, 3} - reported_before:
+        for job_id in {1, 2, 3, 4, 5} - reported_before:
             second.events.outcome(job_id)
         time.sleep(5 * second.driver.poll_interval)
     finally:
         second.driver.close()
         fake.shutdown()
-    assert first.events.ended_ids() + second.events.ended_ids() == Counter({1: 1, 2: 1, 3: 1})
+    assert first.events.ended_ids() + second.events.ended_ids() == Counter({1: 1, 2: 1, 3: 1, 4: 1, 5: 1})
     outcomes = {job_id: outcome for job_id, outcome in first.events.ends + second.events.ends}
     assert [outcomes[job_id].exit_reason for job_id in (1, 2, 3)] == [ExitReason.FINISHED, ExitReason.FINISHED, ExitReason.FAILED]
     assert outcomes[3].exit_status == 5 and outcomes[1].wall_time is not None
+    assert outcomes[4].exit_reason is ExitReason.TIMELIMIT and "TERM_RUNLIMIT" in outcomes[4].message  # from bacct
+    assert outcomes[5].exit_reason is ExitReason.MISSING and f"no record of job {backing[5]}" in outcomes[5].message
+    assert {"bhist", "bacct"} <= set(counting.commands)
 
 
 def test_a_job_submitted_but_not_recorded_before_a_restart_is_not_submitted_twice(attach: DriverFactory, fake: FakeLsf) -> None:
@@ -309,3 +333,83 @@ def test_limits_nodes_and_gpus_come_from_lshosts_and_bhosts(tmp_path: Path) -> N
     finally:
         lsf.driver.close()
         fake.shutdown()
+
+
+@pytest.mark.parametrize("version, output", [("10.1.0.13", "json"), ("10.1.0.1", "classic"), ("9.1.3", "classic"), ("8.0.1", "classic")])
+def test_bjobs_is_asked_for_json_only_where_lsid_names_an_lsf_that_has_it(tmp_path: Path, version: str, output: str) -> None:
+    fake = FakeLsf(tmp_path / "lsf", version=version)
+    counting = CountingRunner(fake.runner)
+    lsf = attach_driver(fake, runner=counting)
+    try:
+        lsf.submit(make_job(1, "exit 7"))
+        outcome = lsf.events.outcome(1)
+    finally:
+        lsf.driver.close()
+    assert lsf.driver.bjobs_output == output and counting.commands["lsid"] == 1
+    assert (outcome.exit_reason, outcome.exit_status) == (ExitReason.FAILED, 7)
+
+
+def test_an_lsf_that_refuses_bjobs_json_is_asked_the_classic_way(tmp_path: Path) -> None:
+    fake = FakeLsf(tmp_path / "lsf", version="8.0.1")
+    lsf = attach_driver(fake, bjobs_output="json")  # told wrong: this LSF's bjobs has no -json
+    try:
+        lsf.submit(make_job(1, "exit 3"), make_job(2, "sleep 30", wall_time=1.0))
+        failed, timed_out = lsf.events.outcome(1), lsf.events.outcome(2)
+    finally:
+        lsf.driver.close()
+    assert lsf.driver.bjobs_output == "classic"
+    assert (failed.exit_reason, failed.exit_status) == (ExitReason.FAILED, 3)
+    assert timed_out.exit_reason is ExitReason.TIMELIMIT and "TERM_RUNLIMIT" in timed_out.message
+
+
+def test_the_default_queues_run_limit_is_the_longest_wall_time(tmp_path: Path) -> None:
+    fake = FakeLsf(tmp_path / "lsf", queues={"normal": 30, "short": 1, "long": None})
+    counting = CountingRunner(fake.runner)
+    default, short, long = (attach_driver(fake, queue=queue, runner=counting) for queue in ("", "short", "long"))
+    try:
+        assert default.driver.limits().max_wall_time == 30 * 60  # bparams names the default queue
+        assert short.driver.limits().max_wall_time == 60
+        assert long.driver.limits().max_wall_time is None
+        assert default.driver.limits().max_wall_time == 30 * 60
+        assert counting.commands["bqueues"] == 3 and counting.commands["bparams"] == 1  # asked once, then cached
+        (job,) = short.submit(make_job(1, "sleep 30"))  # no wall time of its own: the queue's RUNLIMIT
+        outcome = short.events.outcome(1)
+        assert outcome.exit_reason is ExitReason.TIMELIMIT and "TERM_RUNLIMIT" in outcome.message
+    finally:
+        for attached in (default, short, long):
+            attached.driver.close()
+        fake.shutdown()
+
+
+def test_run_limits_are_read_as_bqueues_l_prints_them() -> None:
+    assert run_limit(" RUNLIMIT\n 60.0 min\n") == 3600
+    side_by_side = " CPULIMIT                RUNLIMIT\n 20.0 min of hostA        480.0 min of hostA\n"
+    assert run_limit(side_by_side) == 480 * 60
+    default_and_maximum = "DEFAULT LIMITS:\n RUNLIMIT\n 30.0 min\n\nMAXIMUM LIMITS:\n RUNLIMIT\n 120.0 min\n"
+    assert run_limit(default_and_maximum) == 120 * 60
+    assert run_limit("DEFAULT LIMITS:\n RUNLIMIT\n 30.0 min\n") is None  # a default only: no maximum
+    assert run_limit("QUEUE: normal\nPARAMETERS/STATISTICS\n") is None
+
+
+def test_classic_bjobs_lines_are_read_with_or_without_an_execution_host_or_a_year() -> None:
+    from batchgate.services.lsf.reading import classic_status
+
+    header = "JOBID   USER    STAT  QUEUE      FROM_HOST   EXEC_HOST   JOB_NAME   SUBMIT_TIME"
+    running = "111     user1   RUN   normal     hostA       4*hostB:hostC batchgate:a1:7 Oct 22 09:22"
+    pending = "112     user1   PEND  normal     hostA                   batchgate:a1:8 Oct  2 09:22 2024"
+    assert classic_status(header) is None
+    assert [(s.backing_id, s.state, s.tag) for s in map(classic_status, (running, pending)) if s] == [
+        ("111", "RUN", "batchgate:a1:7"),
+        ("112", "PEND", "batchgate:a1:8"),
+    ]
+
+
+def test_lsf_down_at_the_start_is_not_taken_for_an_lsf_without_bjobs_json(attach: DriverFactory, fake: FakeLsf) -> None:
+    lsf = attach(command_timeout=1.0)
+    fake.inject("bjobs", "down", seconds=2.5)  # lsid answers: this LSF has -json, but bjobs is down
+    assert list(lsf.driver.submit([make_job(1, "true")])) == [""]
+    assert "LSF is down" in lsf.events.outcome(1, timeout=1).message
+    assert lsf.driver.bjobs_output == "json"
+    time.sleep(2.5)
+    lsf.submit(make_job(2, "exit 4"))
+    assert (lsf.events.outcome(2).exit_reason, lsf.driver.bjobs_output) == (ExitReason.FAILED, "json")

@@ -13,7 +13,7 @@ import pytest
 from harness import collect_updates, spec, start_service, updates_within, wait_until
 from lsf_cluster import FakeLsf, start_lsf
 
-from batchgate.errors import InvalidArgument, from_rpc_error
+from batchgate.errors import InsufficientSystemResources, InvalidArgument, from_rpc_error
 from batchgate.v1 import batchgate_pb2 as pb
 
 MIB = 1024**2
@@ -72,6 +72,25 @@ def test_extra_arguments_that_fight_the_job_are_refused_naming_the_field_or_flag
         service.kill()
     with pytest.raises(RuntimeError, match=r"--lsf-extra-args: '-n' fights what batchgate sets"):
         start_lsf(fake, tmp_path / "lsf-2", "--lsf-extra-args", "-x -n 4")
+
+
+def test_a_wall_time_over_the_queues_run_limit_is_refused_and_a_job_without_one_ends_at_it(tmp_path: Path) -> None:
+    fake = FakeLsf(tmp_path / "lsf-cluster", queues={"normal": None, "short": 1})  # RUNLIMIT 1 min (a second here)
+    service = start_lsf(fake, tmp_path / "lsf", "--lsf-queue", "short")
+    try:
+        stub = service.stub()
+        assert stub.GetCapabilities(pb.GetCapabilitiesRequest()).max_wall_time_seconds == 60
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.IssueJob(pb.IssueJobRequest(spec=spec("true", wall_time_seconds=120)))
+        error = from_rpc_error(caught.value)
+        assert isinstance(error, InsufficientSystemResources) and error.resource == "wall_time" and error.available == 60
+        job_id = stub.IssueJob(pb.IssueJobRequest(spec=spec("sleep 30"))).job_id
+        (update,) = collect_updates(stub, 1)
+        assert (update.job_id, update.exit_reason) == (job_id, pb.EXIT_REASON_TIMELIMIT) and "TERM_RUNLIMIT" in update.message
+        assert len(fake.jobs()) == 1
+    finally:
+        service.kill()
+        fake.shutdown()
 
 
 def test_scheduler_commands_are_counted_under_the_services_name(fake: FakeLsf, tmp_path: Path) -> None:

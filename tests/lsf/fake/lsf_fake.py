@@ -1,6 +1,6 @@
 #!/usr/bin/python3 -S
-"""A fake IBM Spectrum LSF for batchgate's tests: bsub, bjobs, bkill, bhist, bhosts, lshosts and
-lsadmin (symbolic links to this file), which keep their state in the directory named by
+"""A fake IBM Spectrum LSF for batchgate's tests: bsub, bjobs, bkill, bhist, bacct, bhosts, lshosts,
+bqueues, bparams, lsid and lsadmin (symbolic links to this file), which keep their state in the directory named by
 $LSF_FAKE_STATE and run every job as a real local process under a small supervisor process that
 enforces the job's run limit (-W) and memory limit (-M), as LSF's sbatchd does.
 
@@ -26,12 +26,41 @@ formats those pages give:
   limit with SIGINT, SIGTERM, then SIGKILL (the fake: SIGTERM, then SIGKILL after kill_grace).
 - bkill: "Job <N> is being terminated"; "Job <N>: Job has already finished"; "Job <N> is not
   found" (on standard error, as LSF prints it); a pending job killed ends EXIT at once.
+- classic bjobs (lsf_command_ref/bjobs.1.html; the table as printed in
+  lsf_config_ref/lsf.conf.lsb_bjobs_consistent_exit_code.5.html): "JOBID USER STAT QUEUE FROM_HOST
+  EXEC_HOST JOB_NAME SUBMIT_TIME", one line a job with -w (wide: nothing truncated); bjobs -l, one
+  block a job ("Job <N>, Job Name <...>, User <...>, Project <...>, Status <EXIT>, ..."), its events
+  ("Started 1 Task(s) on Host(s) <h>", "Exited with exit code N. The CPU time used is ...", "Done
+  successfully.", "Completed <exit>; TERM_...: ...") and, for a pending job, "PENDING REASONS:";
+  lines folded at 80 columns as bhist folds them. The termination reasons and their words:
+  lsf_admin/termination_reasons_lsf.html ("bacct -l, bhist -l, and bjobs -l display a termination
+  reason").
+- bacct -l (lsf_command_ref/bacct.1.html): finished jobs from lsb.acct, each "Job <N>, ... Status
+  <EXIT>, ...", its events ending "Completed <done>." or "Completed <exit>[; TERM_...: ...]." and
+  "Accounting information about this job:" with CPU_T WAIT TURNAROUND STATUS HOG_FACTOR MEM SWAP;
+  then a SUMMARY. bhist reads the current lsb.events only (bhist.1.html), and event files are
+  switched and pruned, while lsb.acct keeps finished jobs: a test can prune a job from either
+  (its state's "events_pruned" / "acct_pruned").
+- lsid (lsf_command_ref/lsid.1.html): the product and version line, the cluster and master names.
+  `bjobs -json` came with LSF 10.1.0.2 (lsf_release_notes/lsf_relnotes_cmdout10.1.0.2.html, which
+  also calls `bjobs -o` older); config.json's "version" makes the fake such an older LSF, whose
+  bjobs refuses -json, and before 9.1.1 also -o and -noheader (that version is our assumption; the
+  tests rely only on an LSF 8 lacking them), as unknown options (IBM does not document those
+  words: the fake prints its usage, as for any bad option).
+- queue run limits (lsb.queues RUNLIMIT, lsf_config_ref/lsb.queues.runlimit.5.html, and
+  lsf_admin/limits_specify_resource_usage.html): a queue's RUNLIMIT kills a job without -W after
+  that many minutes (TERM_RUNLIMIT); a job whose -W exceeds it "is not allowed to run" (the fake
+  refuses it at bsub). `bqueues -l` (lsf_command_ref/bqueues.1.html) shows it under the queue's
+  limits as " RUNLIMIT" over " 60.0 min"; `bparams` (bparams.1.html) names the default queue.
 
 Where it differs from LSF, on purpose, for fast tests: a client command meeting an injected
 outage prints LSF's words and exits 255 at once (as with LSB_NTRIES=1) rather than retrying; the
 length of a -W minute comes from the fake's config.json (`minute_seconds`); a job's report is not
 appended to its -o file. A client command answers at once unless config.json models mbatchd's
 round trip (`answer_delay`, seconds; the benchmark uses it).
+
+config.json (written by tests/lsf/lsf_cluster.py): hosts, queues with their run limits in minutes,
+the default queue, the LSF version, CLEAN_PERIOD, the length of a minute, the answer delay.
 
 Faults are injected through $LSF_FAKE_STATE/faults.json: {"bsub": [{"fault": "down", "times": 2}],
 "bjobs": [{"fault": "not-responding", "until": <epoch>}]}. Faults: "down" ("LSF is down. Please
@@ -261,6 +290,10 @@ def bsub(args: list[str]) -> None:
     if run_limit and not re.fullmatch(r"(\d+:)?\d+", run_limit):
         raise Usage(f"{run_limit}: Bad RUNLIMIT specification. Job not submitted.")
     minutes = sum(int(part) * 60**power for power, part in enumerate(reversed(run_limit.split(":")))) if run_limit else 0
+    queue_limit = settings["queues"][queue]  # the queue's RUNLIMIT in minutes, or None
+    if queue_limit and minutes > queue_limit:  # "not allowed to run": refused here
+        raise Usage(f"{run_limit}: Run limit is greater than the queue's RUNLIMIT ({queue_limit} min). Job not submitted.")
+    minutes = minutes or queue_limit or 0  # a job without -W is killed at its queue's RUNLIMIT
     lines = script.strip().splitlines()
     job = {
         "name": str(options.get("-J", lines[-1][:60] if lines else "")),  # LSF names a job after its command
@@ -497,6 +530,7 @@ def field_value(job_id: int, job: dict, state: dict, field: str, now: float) -> 
         "proj_name": job["project"],
         "slots": str(job["slots"]),
         "exec_host": state.get("host", ""),
+        "from_host": config()["hosts"][0]["name"],
         "exit_code": "" if state.get("exit_code") is None else str(state["exit_code"]),
         "exit_reason": f"{exit_reason}: {TERMINATION[exit_reason]}" if exit_reason else "",
         "pend_reason": state.get("pend_reason", "") if state["stat"] in ("PEND", "PSUSP") else "",
@@ -510,26 +544,38 @@ def field_value(job_id: int, job: dict, state: dict, field: str, now: float) -> 
     return values[field]
 
 
+def version() -> tuple[int, ...]:
+    return tuple(int(part) for part in config().get("version", "10.1.0.13").split("."))
+
+
+BJOBS_USAGE = "Usage: bjobs [-h] [-V] [-w | -l] [-a] [-J name] [job_ID ...]"
+CLASSIC_FIELDS = ["jobid", "user", "stat", "queue", "from_host", "exec_host", "job_name", "submit_time"]
+
+
 def bjobs(args: list[str]) -> None:
     from fnmatch import fnmatchcase
 
     fault = inject_fault("bjobs")
     if fault:
         outage(fault)
-    show_all = json_output = no_header = False
+    show_all = json_output = no_header = long_output = False
     name_pattern = ""
-    fields = ["jobid", "user", "stat", "queue", "exec_host", "job_name", "submit_time"]
-    delimiter = " "
+    fields = CLASSIC_FIELDS
+    delimiter = ""
     ids: list[int] = []
     words = list(args)
     while words:
         word = words.pop(0)
+        if word in ("-json", "-o", "-noheader") and version() < ((10, 1, 0, 2) if word == "-json" else (9, 1, 1)):
+            raise Usage(f"{word}: Illegal option.\n{BJOBS_USAGE}")  # an LSF from before the option
         if word == "-a":
             show_all = True
         elif word == "-json":
             json_output = True
         elif word == "-noheader":
             no_header = True
+        elif word == "-l":
+            long_output = True
         elif word in ("-w", "-W"):
             pass
         elif word == "-J":
@@ -546,12 +592,12 @@ def bjobs(args: list[str]) -> None:
         elif word.isdigit():
             ids.append(int(word))
         else:
-            raise Usage(f"{word}: Illegal option.\nUsage: bjobs [-h] [-V] [-w | -l] [-a] [-J name] [-o format] [-json] [job_ID ...]")
+            raise Usage(f"{word}: Illegal option.\n{BJOBS_USAGE}")
     if json_output and no_header:
         raise Usage("-json and -noheader cannot be used together.")
     now = time.time()
     clean_period = config()["clean_period"]
-    rows: list[dict[str, str]] = []
+    shown_jobs: list[tuple[int, dict, dict]] = []
     errors = []
     for job_id in ids or all_job_ids():
         loaded = load(job_id)
@@ -564,20 +610,29 @@ def bjobs(args: list[str]) -> None:
             continue
         if name_pattern and not fnmatchcase(job["name"], name_pattern):
             continue
-        rows.append({field: field_value(job_id, job, state, field, now) for field in fields})
+        shown_jobs.append((job_id, job, state))
     if json_output:
-        records: list[dict[str, str]] = [{field.upper(): value for field, value in row.items()} for row in rows]
+        records: list[dict[str, str]] = [{f.upper(): field_value(i, j, s, f, now) for f in fields} for i, j, s in shown_jobs]
         records += [{"JOBID": re.sub(r"\D", "", error), "ERROR": error} for error in errors]
         print(json.dumps({"COMMAND": "bjobs", "JOBS": len(records), "RECORDS": records}, indent=2))
         return
-    if not rows:
+    if not shown_jobs:
         if errors:
             raise Usage("\n".join(errors))
         raise Usage("No job found" if show_all or name_pattern else "No unfinished job found")
-    if not no_header:
-        print(delimiter.join(field.upper() for field in fields))
-    for row in rows:
-        print(delimiter.join(row[field] or "-" for field in fields))
+    if long_output:
+        print(("\n" + "-" * 78 + "\n\n").join(long_block(i, j, s, "bjobs") for i, j, s in shown_jobs))
+    elif delimiter or fields is not CLASSIC_FIELDS:  # -o: the columns asked for, "-" for an empty one
+        if not no_header:
+            print((delimiter or " ").join(field.upper() for field in fields))
+        for job_id, job, state in shown_jobs:
+            print((delimiter or " ").join(field_value(job_id, job, state, f, now) or "-" for f in fields))
+    else:  # the classic table; -w only widens its columns, and the fake never truncates them
+        rows = [[field_value(i, j, s, f, now) for f in CLASSIC_FIELDS] for i, j, s in shown_jobs]
+        widths = [7, 7, 5, 10, 11, 11, 10, 12]
+        print(" ".join(f"{name.upper():<{width}}" for name, width in zip(CLASSIC_FIELDS, widths)).rstrip())
+        for row in rows:
+            print(" ".join(f"{value:<{width}}" for value, width in zip(row, widths)).rstrip())
     if errors:
         print("\n".join(errors), file=sys.stderr)
 
@@ -632,6 +687,61 @@ def wrapped(line: str) -> str:
     return "\n".join(pieces)
 
 
+def long_block(job_id: int, job: dict, state: dict, command: str) -> str:
+    """One job as `bjobs -l`, `bhist -l` or `bacct -l` describe it."""
+    head = f"Job <{job_id}>, Job Name <{job['name']}>, User <{job['user']}>, Project <{job['project']}>"
+    if command != "bhist":
+        head += f", Status <{state['stat']}>, Queue <{job['queue']}>"
+    host = config()["hosts"][0]["name"]
+    lines = [
+        f"{head}, Command <{job['name']}>",
+        f"{long_clock(job['submit_time'])}: Submitted from host <{host}>, to Queue <{job['queue']}>, CWD <{job['submit_cwd']}>;",
+    ]
+    start, finish = state.get("start_time"), state.get("finish_time")
+    if start and command == "bjobs":
+        lines.append(
+            f"{long_clock(start)}: Started {job['slots']} Task(s) on Host(s) <{state['host']}>, Allocated {job['slots']} Slot(s) on "
+            f"Host(s) <{state['host']}>, Execution Home <{os.environ.get('HOME', '/')}>, Execution CWD <{job['cwd']}>;"
+        )
+    elif start:
+        lines.append(f"{long_clock(start)}: Dispatched {job['slots']} Task(s) on Host(s) <{state['host']}>;")
+        if state.get("pid") and command == "bhist":
+            lines.append(f"{long_clock(start)}: Starting (Pid {state['pid']});")
+    reason = state.get("exit_reason", "")
+    if command == "bacct":
+        if state["stat"] in FINISHED:
+            detail = f"; {reason}: {TERMINATION[reason]}" if reason else ""
+            lines.append(f"{long_clock(finish)}: Completed <{state['stat'].lower()}>{detail}.")
+    elif state["stat"] == "DONE":
+        lines.append(f"{long_clock(finish)}: Done successfully. The CPU time used is 0.0 seconds;")
+    elif state["stat"] == "EXIT":
+        if state.get("signal"):
+            lines.append(f"{long_clock(finish)}: Exited by signal {state['signal']}. The CPU time used is 0.0 seconds;")
+        elif state.get("exit_code") is not None:
+            lines.append(f"{long_clock(finish)}: Exited with exit code {state['exit_code']}. The CPU time used is 0.0 seconds;")
+        if reason:
+            lines.append(f"{long_clock(finish)}: Completed <exit>; {reason}: {TERMINATION[reason]}.")
+    end = finish or time.time()
+    pending, running = int((start or end) - job["submit_time"]), int(end - start) if start else 0
+    if command == "bjobs" and state["stat"] in ("PEND", "PSUSP"):
+        lines += ["", " PENDING REASONS:", f" {state.get('pend_reason', '')};"]
+    elif command == "bhist":
+        lines += [
+            "",
+            f"Summary of time in seconds spent in various states by  {long_clock(end)}",
+            "  PEND     PSUSP    RUN      USUSP    SSUSP    UNKWN    TOTAL",
+            f"  {pending:<9}0        {running:<9}0        0        0        {pending + running}",
+        ]
+    elif command == "bacct":
+        lines += [
+            "",
+            "Accounting information about this job:",
+            "     CPU_T     WAIT     TURNAROUND   STATUS     HOG_FACTOR    MEM    SWAP",
+            f"      0.00 {pending:>8} {pending + running:>14} {state['stat'].lower():>8}         0.0000     0M      0M",
+        ]
+    return "\n".join(wrapped(line) for line in lines)
+
+
 def bhist(args: list[str]) -> None:
     fault = inject_fault("bhist")
     if fault:
@@ -640,39 +750,37 @@ def bhist(args: list[str]) -> None:
     blocks = []
     for job_id in ids or all_job_ids():
         loaded = load(job_id)
-        if loaded is None:
+        if loaded is None or loaded[1].get("events_pruned"):
             continue
-        job, state = loaded
-        lines = [
-            f"Job <{job_id}>, Job Name <{job['name']}>, User <{job['user']}>, Project <{job['project']}>, Command <{job['name']}>",
-            f"{long_clock(job['submit_time'])}: Submitted from host <{config()['hosts'][0]['name']}>, to Queue <{job['queue']}>, CWD <{job['submit_cwd']}>;",
-        ]
-        if state.get("start_time"):
-            lines.append(f"{long_clock(state['start_time'])}: Dispatched 1 Task(s) on Host(s) <{state['host']}>;")
-            if state.get("pid"):
-                lines.append(f"{long_clock(state['start_time'])}: Starting (Pid {state['pid']});")
-        if state["stat"] == "DONE":
-            lines.append(f"{long_clock(state['finish_time'])}: Done successfully. The CPU time used is 0.0 seconds;")
-        elif state["stat"] == "EXIT":
-            if state.get("signal"):
-                lines.append(f"{long_clock(state['finish_time'])}: Exited by signal {state['signal']}. The CPU time used is 0.0 seconds;")
-            elif state.get("exit_code") is not None:
-                lines.append(f"{long_clock(state['finish_time'])}: Exited with exit code {state['exit_code']}. The CPU time used is 0.0 seconds;")
-            if state.get("exit_reason"):
-                lines.append(f"{long_clock(state['finish_time'])}: Completed <exit>; {state['exit_reason']}: {TERMINATION[state['exit_reason']]}.")
-        end = state.get("finish_time") or time.time()
-        start = state.get("start_time")
-        pending, running = int((start or end) - job["submit_time"]), int(end - start) if start else 0
-        lines += [
-            "",
-            f"Summary of time in seconds spent in various states by  {long_clock(end)}",
-            "  PEND     PSUSP    RUN      USUSP    SSUSP    UNKWN    TOTAL",
-            f"  {pending:<9}0        {running:<9}0        0        0        {pending + running}",
-        ]
-        blocks.append("\n".join(wrapped(line) for line in lines))
+        blocks.append(long_block(job_id, *loaded, "bhist"))
     if not blocks:
         raise Usage("No matching job found")
     print(("\n" + "-" * 78 + "\n\n").join(blocks))
+
+
+def bacct(args: list[str]) -> None:
+    fault = inject_fault("bacct")
+    if fault:
+        outage(fault)
+    ids = [int(word) for word in args if word.isdigit()]
+    found = []
+    for job_id in ids or all_job_ids():
+        loaded = load(job_id)
+        if loaded is not None and loaded[1]["stat"] in FINISHED and not loaded[1].get("acct_pruned"):
+            found.append((job_id, *loaded))
+    if not found:
+        raise Usage("No matching job found")
+    rule = "-" * 78
+    print("Accounting information about jobs that are: ")
+    print("  - submitted by all users.\n  - accounted on all projects.\n  - completed normally or exited\n"
+          "  - executed on all hosts.\n  - submitted to all queues.\n  - accounted on all service classes.")
+    print(rule)
+    for job_id, job, state in found:
+        print("\n" + long_block(job_id, job, state, "bacct"))
+        print(rule)
+    done = sum(state["stat"] == "DONE" for _, _, state in found)
+    print("\nSUMMARY:      ( time unit: second ) ")
+    print(f" Total number of done jobs: {done:>7}      Total number of exited jobs: {len(found) - done:>5}")
 
 
 # ---- hosts and configuration ----------------------------------------------------------------
@@ -736,11 +844,60 @@ def lsadmin(args: list[str]) -> None:
             print(f"    {key} = {value}")
 
 
+def lsid(args: list[str]) -> None:
+    release = config().get("version", "10.1.0.13")
+    product = "IBM Spectrum LSF Standard" if version() >= (10,) else "IBM Platform LSF Standard" if version() >= (9,) else "Platform LSF Standard"
+    print(f"{product} {release}, Jan 01 2020")
+    print("Copyright International Business Machines Corp. 1992, 2016.")
+    print("\nMy cluster name is cluster1")
+    print(f"My master name is {config()['hosts'][0]['name']}")
+
+
+def bparams(args: list[str]) -> None:
+    print(f"Default Queues:  {config()['default_queue']}")
+    print("MBD_SLEEP_TIME used for calculations:  10 seconds")
+    print("Job Checking Interval:  7 seconds")
+    print("Job Accepting Interval:  0 seconds")
+
+
+def bqueues(args: list[str]) -> None:
+    fault = inject_fault("bqueues")
+    if fault:
+        outage(fault)
+    queues = config()["queues"]
+    names = [word for word in args if not word.startswith("-")] or list(queues)
+    blocks = []
+    for name in names:
+        if name not in queues:
+            raise Usage(f"{name}: No such queue")
+        block = [
+            f"QUEUE: {name}",
+            f"  -- {'For normal low priority jobs.' if name == config()['default_queue'] else 'Jobs of the fake LSF.'}",
+            "",
+            "PARAMETERS/STATISTICS",
+            "PRIO NICE STATUS          MAX JL/U JL/P JL/H NJOBS  PEND   RUN SSUSP USUSP  RSV PJOBS",
+            " 30   20  Open:Active       -    -    -    -     0     0     0     0     0    0     0",
+            "Interval for a host to accept two jobs is 0 seconds",
+        ]
+        if queues[name]:
+            block += ["", " RUNLIMIT", f" {float(queues[name]):.1f} min"]
+        block += ["", "SCHEDULING PARAMETERS", "           r15s   r1m  r15m   ut      pg    io   ls    it    tmp    swp    mem",
+                  " loadSched   -     -     -     -       -     -    -     -     -      -      -",
+                  " loadStop    -     -     -     -       -     -    -     -     -      -      -",
+                  "", "USERS: all", "HOSTS:  all"]
+        blocks.append("\n".join(block))
+    print("\n\n".join(blocks))
+
+
 COMMANDS = {
     "bsub": bsub,
     "bjobs": bjobs,
     "bkill": bkill,
     "bhist": bhist,
+    "bacct": bacct,
+    "bqueues": bqueues,
+    "bparams": bparams,
+    "lsid": lsid,
     "bhosts": bhosts,
     "lshosts": lshosts,
     "lsadmin": lsadmin,
