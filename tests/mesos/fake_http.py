@@ -1,0 +1,50 @@
+"""HTTP plumbing the fake master and its agents share: a server that keeps quiet about clients
+hanging up, a handler that passes each request on, HTTP basic authentication, and replies."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+Serve = Callable[[BaseHTTPRequestHandler, bytes], None]
+
+
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client hanging up (a restart, a test's kill -9) is no error here
+
+
+def handler_class(method: str, serve: Serve) -> type[BaseHTTPRequestHandler]:
+    """A handler of `method` requests that calls `serve(handler, body)`."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def handle_request(self) -> None:
+            serve(self, self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+    setattr(Handler, f"do_{method}", Handler.handle_request)
+    return Handler
+
+
+def authorized(handler: BaseHTTPRequestHandler, credentials: tuple[str, str] | None) -> bool:
+    if credentials is None:
+        return True
+    expected = "Basic " + base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
+    return handler.headers.get("Authorization") == expected
+
+
+def reply(handler: BaseHTTPRequestHandler, code: int, body: str | bytes, headers: dict[str, str] | None = None) -> None:
+    data = body.encode() if isinstance(body, str) else body
+    handler.send_response(code)
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
