@@ -328,19 +328,25 @@ class MesosDriver(Driver):
         agent = self._agent(agent_id)
         if agent is None:
             raise NoOutput(job_id, f"the agent its task ran on ({agent_id}) has left the mesos cluster, and its sandbox with it")
-        directory = executor_directory(self._agent_files.state(agent.address), task_id)
+        try:
+            directory = executor_directory(self._agent_files.state(agent.address), task_id)
+        except AgentError:
+            if self._agent(agent_id, fresh=True) is None:  # gone since the agents were last listed
+                raise NoOutput(job_id, f"agent {agent.hostname}, where its task ran, has left the mesos cluster, and its sandbox with it") from None
+            raise
         if directory is None:
             if live:
                 raise NotYet(f"its task has not started on agent {agent.hostname} yet")
             raise NoOutput(job_id, f"agent {agent.hostname} no longer lists its task {task_id} (its sandbox has been garbage-collected)")
         return Sandbox(agent.agent_id, agent.hostname, agent.address, directory)
 
-    def _agent(self, agent_id: str) -> Agent | None:
-        for fresh in (False, True):  # one it has not listed yet: ask the master again
-            agent = next((agent for agent in self._known_agents(fresh=fresh) if agent.agent_id == agent_id), None)
+    def _agent(self, agent_id: str, *, fresh: bool = False) -> Agent | None:
+        """The agent from the list the master gave last, or (not there, or asked `fresh`) now."""
+        if not fresh:
+            agent = next((agent for agent in self._known_agents() if agent.agent_id == agent_id), None)
             if agent is not None:
                 return agent
-        return None
+        return next((agent for agent in self._known_agents(fresh=True) if agent.agent_id == agent_id), None)
 
     def _search_agents(self, task_id: str) -> Sandbox | None:
         for agent in self._known_agents(fresh=True):

@@ -72,8 +72,10 @@ class FakeAgentHttp:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._server.close_connections()
+            self._server.server_close()
 
     # ---- what the agent does -----------------------------------------------------------------
 

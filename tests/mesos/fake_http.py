@@ -4,8 +4,11 @@ hanging up, a handler that passes each request on, HTTP basic authentication, an
 from __future__ import annotations
 
 import base64
+import contextlib
+import socket
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 Serve = Callable[[BaseHTTPRequestHandler, bytes], None]
 
@@ -13,8 +16,26 @@ Serve = Callable[[BaseHTTPRequestHandler, bytes], None]
 class QuietServer(ThreadingHTTPServer):
     daemon_threads = True
 
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._connections: set[socket.socket] = set()
+
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # a client hanging up (a restart, a test's kill -9) is no error here
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Hang up on every client too (kept-alive connections outlive shutdown() otherwise)."""
+        for connection in list(self._connections):
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
 
 def handler_class(method: str, serve: Serve) -> type[BaseHTTPRequestHandler]:

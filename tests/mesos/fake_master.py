@@ -323,10 +323,11 @@ class FakeMesosMaster:
             self._allocate()
 
     def remove_agent(self, agent_id: str) -> None:
-        """The agent is gone for good: its tasks die with it."""
+        """The agent is gone for good: its tasks die with it, and its HTTP endpoints."""
         with self._lock:
             agent = self._agents[agent_id]
             agent.state = "gone"
+            agent.http.stop()
             self._rescind_offers_on(agent_id)
             for task in self._all_tasks():
                 if task.agent_id == agent_id and task.state not in TERMINAL:
@@ -340,6 +341,9 @@ class FakeMesosMaster:
             for framework in self._frameworks.values():
                 if framework.subscription:
                     framework.subscription.send({"type": "FAILURE", "failure": {"agent_id": {"value": agent_id}}})
+
+    def agent_address(self, agent_id: str) -> str:
+        return f"127.0.0.1:{self._agents[agent_id].http.port}"
 
     def collect_sandbox(self, task_id: str) -> None:
         """The agent garbage-collects an ended task's sandbox (as after its --gc_delay)."""
