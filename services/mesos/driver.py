@@ -15,6 +15,9 @@ framework that no live job owns (given up while their agent was unreachable, say
 
 A task whose agent is unreachable is reconciled every second; if it is not back within
 `unreachable_timeout`, the job is reported LOST once, and the task is killed should it come back.
+
+A job's output stays where Mesos puts it, in its task's sandbox: `output` reads it through the
+agent's `/state` and files API (sandbox.py).
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ NEVER_LAUNCHED = frozenset({"TASK_UNKNOWN", "TASK_DROPPED"})  # Mesos' answer fo
 RECONCILE_ALL = 60.0  # an implicit reconciliation now and then, as Mesos advises: finds orphans
 KILL_RESEND = 2.0
 MAX_LAUNCH_ATTEMPTS = 3  # a job whose launch Mesos drops this often is reported LOST
-REMEMBERED_AGENTS = 100_000  # task id -> agent id of tasks seen, for their output once they have ended
+REMEMBERED_TASKS = 100_000  # the agents of tasks seen, for their output once they have ended
 
 
 @dataclass
@@ -112,8 +115,8 @@ class MesosDriver(Driver):
         self._filters_set = False  # DECLINEd or refused since the last REVIVE
         self._started = False
         self._launch_attempts: dict[int, int] = {}  # by job id, for jobs launched again
-        self._ran_on: dict[str, str] = {}  # task id -> agent id, oldest first (REMEMBERED_AGENTS of them)
-        self._ran_on_lock = threading.Lock()  # its own: output() takes no other
+        self._ran_on: dict[str, str] = {}  # task id -> agent id, oldest first (REMEMBERED_TASKS), for output
+        self._remembering = threading.Lock()  # its own: output() takes no other
         self._ends_reported = 0
         self._acks_waiting: collections.deque[tuple[int, dict[str, Any]]] = collections.deque()
         self._acks_ready = threading.Condition()
@@ -327,12 +330,13 @@ class MesosDriver(Driver):
             return found
         agent = self._agent(agent_id)
         if agent is None:
-            raise NoOutput(job_id, f"the agent its task ran on ({agent_id}) has left the mesos cluster, and its sandbox with it")
+            # Not asked: an unreachable agent would hold the caller (the end's report) for its timeout.
+            raise NoOutput(job_id, f"the agent its task ran on ({agent_id}) is not among the master's agents (unreachable or removed)")
         try:
             directory = executor_directory(self._agent_files.state(agent.address), task_id)
         except AgentError:
             if self._agent(agent_id, fresh=True) is None:  # gone since the agents were last listed
-                raise NoOutput(job_id, f"agent {agent.hostname}, where its task ran, has left the mesos cluster, and its sandbox with it") from None
+                raise NoOutput(job_id, f"agent {agent.hostname}, where its task ran, is no longer among the master's agents") from None
             raise
         if directory is None:
             if live:
@@ -356,16 +360,16 @@ class MesosDriver(Driver):
                 log.warning("looking for task %s's sandbox: %s", task_id, error)
                 continue
             if directory is not None:
-                self._remember_agent(task_id, agent.agent_id)
+                self._remember(self._ran_on, task_id, agent.agent_id)
                 return Sandbox(agent.agent_id, agent.hostname, agent.address, directory)
         return None
 
-    def _remember_agent(self, task_id: str, agent_id: str) -> None:
-        if agent_id and self._ran_on.get(task_id) != agent_id:
-            with self._ran_on_lock:
-                self._ran_on[task_id] = agent_id
-                while len(self._ran_on) > REMEMBERED_AGENTS:
-                    self._ran_on.pop(next(iter(self._ran_on)))
+    def _remember(self, memory: dict[str, str], task_id: str, value: str) -> None:
+        if value and memory.get(task_id) != value:
+            with self._remembering:
+                memory[task_id] = value
+                while len(memory) > REMEMBERED_TASKS:
+                    memory.pop(next(iter(memory)))
 
     # ---- nodes an operator ignores (running tasks finish) ------------------------------------
 
@@ -525,7 +529,7 @@ class MesosDriver(Driver):
             del self._waiting[job.job_id]
             task = _Task(job, self._task_id(job.job_id), agent_id)
             self._tasks[job.job_id] = task
-            self._remember_agent(task.task_id, agent_id)
+            self._remember(self._ran_on, task.task_id, agent_id)
             launches.append(task_info(job, task.task_id, agent_id, role, self.settings.kill_grace))
             if free.cpus < 0.01 and free.mem < 1:
                 break
@@ -560,7 +564,7 @@ class MesosDriver(Driver):
             else:
                 if status.get("agent_id"):
                     task.agent_id = status["agent_id"]["value"]
-                    self._remember_agent(task_id, task.agent_id)
+                    self._remember(self._ran_on, task_id, task.agent_id)
                 durable = self._follow(task, status)
         if update_uuid:
             acknowledge = {

@@ -144,7 +144,7 @@ def test_the_output_of_a_job_on_a_removed_agent_is_gone_with_it(service: Running
     master.remove_agent(master.agent_ids()[3])
     assert finished(service, job_id).exit_reason == pb.EXIT_REASON_LOST
     error = output_refused(service, job_id)
-    assert isinstance(error, NoOutput) and "left the mesos cluster" in error.message, error
+    assert isinstance(error, NoOutput) and "among the master's agents" in error.message, error
 
 
 def test_output_of_jobs_that_ended_before_a_restart(tmp_path: Path, master: FakeMesosMaster) -> None:
