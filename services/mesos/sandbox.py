@@ -10,8 +10,9 @@ executor, and the agent's files API reads the files in it.
   answers `{"data": "...", "offset": N}`: at most M bytes from N (reads are capped at 16 pages),
   "" at or past the end; `offset=-1` answers the file's size as `offset`, with no data. A path
   outside what the agent serves (task sandboxes), or one it no longer serves (its sandbox was
-  garbage-collected, `--gc_delay`), is 404. `data` is the file's bytes as they are in a JSON
-  string (stout escapes only what JSON must), hence the surrogateescape below.
+  garbage-collected, `--gc_delay`), is 404. `data` is the file's bytes in a JSON string as stout's
+  jsonify writes one (StringWriter::append escapes quotes, backslashes, `/` and control bytes, and
+  passes every other byte through, UTF-8 or not), hence the surrogateescape below.
 """
 
 from __future__ import annotations

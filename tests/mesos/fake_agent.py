@@ -13,7 +13,7 @@ as a Mesos agent has (its libprocess pid, "slave(1)@127.0.0.1:PORT", in GET_AGEN
   at or past the end: "". 400 for a missing path, an offset or length below -1 or not a number,
   or a directory; 404 for a path outside the directories the agent serves (each executor's
   sandbox, from its launch until it is garbage-collected) or one that does not exist. `data`
-  holds the file's bytes as they are (stout escapes only what JSON must).
+  holds the file's bytes as stout's jsonify writes a string (json_string below).
 
 Sandboxes are laid out as Mesos lays them out (the "Sandbox" page):
 <work_dir>/slaves/<agent id>/frameworks/<framework id>/executors/<executor id>/runs/<container id>.
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 import uuid
@@ -174,8 +175,7 @@ class FakeAgentHttp:
             if start < size and wanted != 0:
                 file.seek(start)
                 data = file.read(min(size - start if wanted is None else wanted, MAX_READ))
-        answer = {"offset": size if offset == -1 else offset, "data": data.decode("utf-8", "surrogateescape")}
-        return 200, json.dumps(answer, ensure_ascii=False).encode("utf-8", "surrogateescape")
+        return 200, b'{"offset":%d,"data":%s}' % (size if offset == -1 else offset, json_string(data))
 
     def _resolve(self, path: str) -> str | None:
         """The real file for `path`, under the longest directory served that it names; None if
@@ -190,6 +190,27 @@ class FakeAgentHttp:
                     return "!" + real
                 return real if os.path.exists(real) else None
         return None
+
+
+def json_string(data: bytes) -> bytes:
+    """Bytes as a JSON string the way stout's jsonify writes one (StringWriter::append): `"`, `\\`
+    and `/` escaped, \\b \\f \\n \\r \\t, other control bytes and DEL as \\u00XX, and every other byte
+    as it is (so a file that is not UTF-8 gives a string that is not UTF-8 either)."""
+    return b'"' + _ESCAPED.sub(lambda match: _ESCAPES[match.group()], data) + b'"'
+
+
+_ESCAPES = {
+    **{bytes([byte]): b"\\u%04x" % byte for byte in [*range(0x20), 0x7F]},
+    b'"': b'\\"',
+    b"\\": b"\\\\",
+    b"/": b"\\/",
+    b"\b": b"\\b",
+    b"\f": b"\\f",
+    b"\n": b"\\n",
+    b"\r": b"\\r",
+    b"\t": b"\\t",
+}
+_ESCAPED = re.compile(b"|".join(re.escape(byte) for byte in _ESCAPES))
 
 
 def _executor_json(executor: _Executor) -> dict[str, Any]:

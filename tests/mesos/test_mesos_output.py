@@ -106,11 +106,12 @@ def test_tail_bytes_reads_the_end_across_reads(service: RunningService) -> None:
 
 
 def test_stdout_and_stderr_are_kept_apart_byte_for_byte(service: RunningService) -> None:
-    # Control characters, quotes, backslashes, UTF-8 and bytes that are not UTF-8 come back as written.
-    command = "for i in 1 2 3; do echo out $i; echo err $i >&2; done; printf '\\001\\042\\134 \\303\\251 \\377\\n'"
+    # Control characters, quotes, backslashes, slashes, DEL, UTF-8 and bytes that are not UTF-8
+    # come back as written.
+    command = "for i in 1 2 3; do echo out $i; echo err $i >&2; done; printf '\\001\\042\\134/\\177 \\303\\251 \\377\\n'"
     job_id = issue(service, spec(command))
     finished(service, job_id)
-    assert output(service, job_id) == b'out 1\nout 2\nout 3\n\x01"\\ \xc3\xa9 \xff\n'
+    assert output(service, job_id) == b'out 1\nout 2\nout 3\n\x01"\\/\x7f \xc3\xa9 \xff\n'
     assert output(service, job_id, STDERR) == b"err 1\nerr 2\nerr 3\n"
 
 
