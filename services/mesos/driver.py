@@ -38,7 +38,7 @@ from batchgate.errors import InsufficientSystemResources, InvalidArgument, NoOut
 from batchgate.v1 import batchgate_pb2 as pb
 
 from .api import MesosError, SchedulerConnection, error_message, master_url
-from .sandbox import AgentError, AgentFiles, NotYet, OutputFile, Sandbox, SandboxOutput, executor_directory
+from .sandbox import AgentError, AgentFiles, NotYet, OutputFile, Sandbox, SandboxOutput, executor_directory, virtual_path
 from .tasks import (
     MIB,
     TERMINAL,
@@ -341,7 +341,10 @@ class MesosDriver(Driver):
         if directory is None:
             if live:
                 raise NotYet(f"its task has not started on agent {agent.hostname} yet")
-            raise NoOutput(job_id, f"agent {agent.hostname} no longer lists its task {task_id} (its sandbox has been garbage-collected)")
+            # The agent lists only its latest completed executors; an older one's sandbox stays
+            # served under its virtual path until it is garbage-collected.
+            framework_id = self.connection.framework_id or self._load_framework_id()
+            directory = virtual_path(framework_id, task_id)
         return Sandbox(agent.agent_id, agent.hostname, agent.address, directory)
 
     def _agent(self, agent_id: str, *, fresh: bool = False) -> Agent | None:

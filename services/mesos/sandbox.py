@@ -5,7 +5,10 @@ executor, and the agent's files API reads the files in it.
 - `GET /state` on the agent (Mesos' "HTTP Endpoints - /state" page for agents; src/slave/http.cpp)
   lists `frameworks` and `completed_frameworks`, each with `executors` and `completed_executors`,
   each with its `id`, `directory` and `tasks` / `completed_tasks`. The command executor that runs
-  a task has the task's id as its own.
+  a task has the task's id as its own. Only the latest completed executors are listed
+  (`--max_completed_executors_per_framework`, 150); the files API also serves every sandbox under
+  its virtual path `/frameworks/<framework id>/executors/<executor id>/runs/latest`
+  (src/slave/paths.hpp, getExecutorVirtualPath) until it is garbage-collected.
 - `GET /files/read?path=P&offset=N&length=M` (the "/files/read" endpoint page; src/files/files.cpp)
   answers `{"data": "...", "offset": N}`: at most M bytes from N (reads are capped at 16 pages),
   "" at or past the end; `offset=-1` answers the file's size as `offset`, with no data. A path
@@ -69,6 +72,10 @@ class AgentFiles:
         if response.status != 200:
             raise AgentError(f"agent {address} answered {response.status} {response.data.decode(errors='replace').strip()}")
         return bytes(response.data)
+
+
+def virtual_path(framework_id: str, executor_id: str) -> str:
+    return f"/frameworks/{framework_id}/executors/{executor_id}/runs/latest"
 
 
 def executor_directory(state: dict[str, Any], task_id: str) -> str | None:
@@ -146,12 +153,15 @@ class SandboxOutput:
         if sandbox is None:
             return
         path = self._output.path_in(sandbox.directory)
-        offset = self._start(sandbox, path)
-        if offset is None:
+        span = self._span(sandbox, path)
+        if span is None:
             return
+        offset, end = span
         while not self._cancelled.is_set():
+            if end is not None and offset >= end:
+                return
             was_live = self._live()  # looked at before the read: a task that has ended has written it all
-            answer = self._ask(sandbox, path, offset, READ_LENGTH, was_live)
+            answer = self._ask(sandbox, path, offset, READ_LENGTH if end is None else min(READ_LENGTH, end - offset), was_live)
             if answer is None:
                 continue  # the file it names is not there yet
             data = answer[1]
@@ -178,14 +188,16 @@ class SandboxOutput:
             self._cancelled.wait(FOLLOW_POLL_SECONDS)
         return None
 
-    def _start(self, sandbox: Sandbox, path: str) -> int | None:
-        """Where reading starts: 0, or `tail_bytes` before the end (offset=-1 answers the size)."""
-        if not self._tail_bytes:
-            return 0
+    def _span(self, sandbox: Sandbox, path: str) -> tuple[int, int | None] | None:
+        """Where reading starts (0, or `tail_bytes` before the end) and ends (the size the file
+        has now; None when following). offset=-1 answers the size: no read past it is made."""
+        if self._follow and not self._tail_bytes:
+            return 0, None
         while not self._cancelled.is_set():
             answer = self._ask(sandbox, path, -1, 0, self._live())
             if answer is not None:
-                return max(0, answer[0] - self._tail_bytes)
+                size = answer[0]
+                return max(0, size - self._tail_bytes) if self._tail_bytes else 0, None if self._follow else size
         return None
 
     def _ask(self, sandbox: Sandbox, path: str, offset: int, length: int, was_live: bool) -> tuple[int, bytes] | None:

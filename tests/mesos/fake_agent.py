@@ -6,11 +6,13 @@ as a Mesos agent has (its libprocess pid, "slave(1)@127.0.0.1:PORT", in GET_AGEN
   executor) and `completed_frameworks`, each with `executors` and `completed_executors`; an
   executor has its `id` (the command executor takes its task's id), `name`, `source`,
   `container`, `directory` (the sandbox) and its task under `tasks` or, once ended,
-  `completed_tasks`.
+  `completed_tasks`. Only the latest `--max_completed_executors_per_framework` (150) completed
+  executors of a framework are listed.
 - `GET /files/read?path=&offset=&length=`, as src/files/files.cpp serves it (the "/files/read"
   endpoint page): `{"data": ..., "offset": N}` with at most `length` bytes from `offset`, capped
   at 16 pages; no `length` (or -1): to the end; `offset=-1`: the file's size as `offset`, no data;
-  at or past the end: "". 400 for a missing path, an offset or length below -1 or not a number,
+  at or past the end: "". Each sandbox is served under its real path and under its virtual path
+  `/frameworks/<framework id>/executors/<executor id>/runs/latest`. 400 for a missing path, an offset or length below -1 or not a number,
   or a directory; 404 for a path outside the directories the agent serves (each executor's
   sandbox, from its launch until it is garbage-collected) or one that does not exist. `data`
   holds the file's bytes as stout's jsonify writes a string (json_string below).
@@ -36,6 +38,12 @@ from urllib.parse import parse_qs, urlsplit
 from fake_http import QuietServer, authorized, handler_class, reply
 
 MAX_READ = 16 * os.sysconf("SC_PAGESIZE")
+MAX_COMPLETED_EXECUTORS = 150  # the agent's --max_completed_executors_per_framework default
+
+
+def virtual_path(framework_id: str, executor_id: str) -> str:
+    """Where the files API also serves an executor's latest sandbox (paths::getExecutorVirtualPath)."""
+    return f"/frameworks/{framework_id}/executors/{executor_id}/runs/latest"
 
 
 @dataclass
@@ -49,15 +57,23 @@ class _Executor:
 
 
 class FakeAgentHttp:
-    def __init__(self, agent_id: str, hostname: str, work_dir: Path, credentials: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        agent_id: str,
+        hostname: str,
+        work_dir: Path,
+        credentials: tuple[str, str] | None = None,
+        max_completed_executors: int = MAX_COMPLETED_EXECUTORS,
+    ) -> None:
         self.agent_id = agent_id
+        self.max_completed_executors = max_completed_executors
         self.hostname = hostname
         self.work_dir = work_dir
         self.credentials = credentials
         self._lock = threading.Lock()
         self._executors: dict[str, _Executor] = {}  # by executor id, in launch order
         self._frameworks: dict[str, dict[str, Any]] = {}  # framework id -> FrameworkInfo
-        self._served: dict[str, str] = {}  # directory as attached -> its real path (files->attach)
+        self._served: dict[str, str] = {}  # path as attached (real, and virtual) -> the real directory
         self._server = QuietServer(("127.0.0.1", 0), handler_class("GET", self._serve))
         self._thread = threading.Thread(target=self._server.serve_forever, name=f"fake-agent-{hostname}", daemon=True)
 
@@ -92,7 +108,8 @@ class FakeAgentHttp:
         with self._lock:
             self._frameworks[framework_id] = framework
             self._executors[executor_id] = _Executor(executor_id, framework_id, container_id, directory, dict(task))
-            self._served[str(directory)] = os.path.realpath(directory)
+            real = os.path.realpath(directory)
+            self._served[str(directory)] = self._served[virtual_path(framework_id, executor_id)] = real
         return directory
 
     def task_state(self, executor_id: str, state: str, terminal: bool) -> None:
@@ -104,10 +121,12 @@ class FakeAgentHttp:
 
     def collect_garbage(self, executor_id: str) -> None:
         """The agent's garbage collection of an ended executor's sandbox (after --gc_delay): the
-        directory is removed and no longer served; /state still lists the executor."""
+        directory is removed and no longer served under either path; /state still lists the
+        executor if it is among the latest completed ones."""
         with self._lock:
             executor = self._executors[executor_id]
             self._served.pop(str(executor.directory), None)
+            self._served.pop(virtual_path(executor.framework_id, executor_id), None)
         shutil.rmtree(executor.directory.parent.parent)
 
     # ---- HTTP --------------------------------------------------------------------------------
@@ -130,12 +149,14 @@ class FakeAgentHttp:
         live, completed = [], []
         for framework_id, info in frameworks.items():
             own = [executor for executor in executors if executor.framework_id == framework_id]
+            ended = [executor for executor in own if executor.completed]
             entry = {
                 "id": framework_id,
                 "name": info.get("name", ""),
                 "user": info.get("user", ""),
                 "executors": [_executor_json(executor) for executor in own if not executor.completed],
-                "completed_executors": [_executor_json(executor) for executor in own if executor.completed],
+                # A bounded list, as the agent keeps it: older ones are forgotten (not collected).
+                "completed_executors": [_executor_json(executor) for executor in ended[-self.max_completed_executors :]],
             }
             (live if entry["executors"] else completed).append(entry)
         return {

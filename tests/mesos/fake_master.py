@@ -65,7 +65,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from fake_agent import FakeAgentHttp
+from fake_agent import MAX_COMPLETED_EXECUTORS, FakeAgentHttp
 from fake_http import QuietServer, authorized, handler_class, reply
 
 TERMINAL = {"TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_ERROR", "TASK_LOST", "TASK_DROPPED", "TASK_GONE", "TASK_GONE_BY_OPERATOR"}
@@ -218,6 +218,7 @@ class FakeMesosMaster:
         resend_interval: float = 10.0,  # the agent's first retry interval (STATUS_UPDATE_RETRY_INTERVAL_MIN)
         allocation_interval: float = 1.0,  # the master's --allocation_interval
         credentials: tuple[str, str] | None = None,
+        max_completed_executors: int = MAX_COMPLETED_EXECUTORS,  # each agent's, per framework
     ) -> None:
         self.work_dir = work_dir
         self.heartbeat_interval = heartbeat_interval
@@ -232,7 +233,7 @@ class FakeMesosMaster:
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
         self._agents = {
-            agent_id: _Agent(agent_id, spec, FakeAgentHttp(agent_id, spec.hostname, work_dir, credentials))
+            agent_id: _Agent(agent_id, spec, FakeAgentHttp(agent_id, spec.hostname, work_dir, credentials, max_completed_executors))
             for agent_id, spec in ((f"{self.master_id}-S{index}", spec) for index, spec in enumerate(agents))
         }
         self._frameworks: dict[str, _Framework] = {}

@@ -17,7 +17,7 @@ import grpc
 import pytest
 from fake_master import FakeMesosMaster
 from harness import RunningService, collect_updates, spec, start_service, wait_until
-from mesos_cluster import start_mesos_service
+from mesos_cluster import start_master, start_mesos_service
 
 from batchgate.errors import NoOutput, from_rpc_error
 from batchgate.v1 import batchgate_pb2 as pb
@@ -136,6 +136,26 @@ def test_a_garbage_collected_sandbox_says_so(service: RunningService, master: Fa
     for follow in (False, True):  # never an empty success, nor a follower left waiting
         error = output_refused(service, job_id, follow=follow)
         assert isinstance(error, NoOutput) and "sandbox" in error.message and "garbage-collect" in error.message, error
+
+
+def test_a_sandbox_the_agent_no_longer_lists_is_read_at_its_virtual_path(tmp_path: Path) -> None:
+    master = start_master(tmp_path / "mesos", max_completed_executors=1)  # Mesos' default: 150
+    service = start_mesos_service(tmp_path / "service", master)
+    try:
+        older = issue(service, spec("echo older", mesos=on_agent(0)))
+        update = finished(service, older)
+        newer = issue(service, spec("echo newer", mesos=on_agent(0)))
+        finished(service, newer, after=update.sequence)
+        state = get(master.agent_address(master.launched_on[task_of(master, older)]), "/state")
+        listed = [e["id"] for f in state["frameworks"] + state["completed_frameworks"] for e in f["completed_executors"]]
+        assert listed == [task_of(master, newer)]  # the older one is forgotten, not collected
+        assert output(service, older) == b"older\n"
+        master.collect_sandbox(task_of(master, older))
+        error = output_refused(service, older)
+        assert isinstance(error, NoOutput) and "garbage-collect" in error.message, error
+    finally:
+        service.kill()
+        master.stop()
 
 
 def test_the_output_of_a_job_on_a_removed_agent_is_gone_with_it(service: RunningService, master: FakeMesosMaster) -> None:
