@@ -207,6 +207,8 @@ def test_the_fake_agents_files_api_answers_as_mesos_documents(service: RunningSe
     assert get(agent, "/files/read", path=stdout, offset=3, length=4) == {"offset": 3, "data": "3456"}
     assert get(agent, "/files/read", path=stdout, offset=8) == {"offset": 8, "data": "89"}  # to the end
     assert get(agent, "/files/read", path=stdout, offset=50) == {"offset": 50, "data": ""}
+    latest = f"/frameworks/{master.connected_framework_ids()[0]}/executors/{task_id}/runs/latest"  # the virtual path
+    assert get(agent, "/files/read", path=f"{latest}/stdout", offset=0) == {"offset": 0, "data": "0123456789"}
     assert http_error(agent, "/files/read", path=stdout, offset=-2) == 400
     assert http_error(agent, "/files/read", path=directory) == 400  # a directory
     assert http_error(agent, "/files/read", path=directory + "/../../../stdout") == 400  # out of the sandbox
