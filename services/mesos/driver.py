@@ -65,6 +65,7 @@ NEVER_LAUNCHED = frozenset({"TASK_UNKNOWN", "TASK_DROPPED"})  # Mesos' answer fo
 RECONCILE_ALL = 60.0  # an implicit reconciliation now and then, as Mesos advises: finds orphans
 KILL_RESEND = 2.0
 MAX_LAUNCH_ATTEMPTS = 3  # a job whose launch Mesos drops this often is reported LOST
+QUOTE_TIMEOUT = 1.0  # seconds per request to an agent while an end is being reported
 REMEMBERED_TASKS = 100_000  # the agents of tasks seen, for their output once they have ended
 
 
@@ -126,7 +127,12 @@ class MesosDriver(Driver):
             master_url(settings.master), self._subscribe_body, self._on_event, self._on_disconnect, self._on_unheard, auth=auth
         )
         # Agents take the same credentials as the master, when their HTTP authentication is on.
-        self._agent_files = AgentFiles({k: v for k, v in self.connection.headers.items() if k.lower() == "authorization"})
+        credentials = {k: v for k, v in self.connection.headers.items() if k.lower() == "authorization"}
+        self._agent_files = AgentFiles(credentials)
+        # For the kit's quote of a failed job's stderr, made in this driver's thread as the end
+        # is reported: a slow agent must not hold the event stream (the quote is then left out).
+        self._quoting_files = AgentFiles(credentials, connect_timeout=QUOTE_TIMEOUT, read_timeout=QUOTE_TIMEOUT)
+        self._reporting = threading.local()  # .ending: True while this thread reports an end
 
     # ---- Driver ------------------------------------------------------------------------------
 
@@ -302,11 +308,12 @@ class MesosDriver(Driver):
         stderr = stream == pb.OUTPUT_STREAM_STDERR
         output = OutputFile("stderr" if stderr else "stdout", spec.stderr_path if stderr else spec.stdout_path, spec.working_directory)
         task_id = job.backing_id or self._task_id(spec.job_id)
+        files = self._quoting_files if getattr(self._reporting, "ending", False) else self._agent_files
         return SandboxOutput(
             spec.job_id,
-            self._agent_files,
+            files,
             output,
-            lambda: self._sandbox(spec.job_id, task_id),
+            lambda: self._sandbox(spec.job_id, task_id, files),
             lambda: self._is_live(spec.job_id),
             tail_bytes=tail_bytes,
             follow=follow,
@@ -315,7 +322,7 @@ class MesosDriver(Driver):
     def _is_live(self, job_id: int) -> bool:
         return job_id in self._tasks or job_id in self._waiting or job_id in self._checking
 
-    def _sandbox(self, job_id: int, task_id: str) -> Sandbox:
+    def _sandbox(self, job_id: int, task_id: str, files: AgentFiles) -> Sandbox:
         """Where the task ran: its agent from what this run saw, else (a task of an earlier run)
         from the agents' own state. Raises NotYet, NoOutput, AgentError."""
         task = self._tasks.get(job_id)
@@ -324,7 +331,7 @@ class MesosDriver(Driver):
         if not agent_id:
             if live:
                 raise NotYet("it has not been launched in mesos yet")
-            found = self._search_agents(task_id)
+            found = self._search_agents(task_id, files)
             if found is None:
                 raise NoOutput(job_id, f"no mesos agent lists its task {task_id} any more (its sandbox has been garbage-collected)")
             return found
@@ -333,7 +340,7 @@ class MesosDriver(Driver):
             # Not asked: an unreachable agent would hold the caller (the end's report) for its timeout.
             raise NoOutput(job_id, f"the agent its task ran on ({agent_id}) is not among the master's agents (unreachable or removed)")
         try:
-            directory = executor_directory(self._agent_files.state(agent.address), task_id)
+            directory = executor_directory(files.state(agent.address), task_id)
         except AgentError:
             if self._agent(agent_id, fresh=True) is None:  # gone since the agents were last listed
                 raise NoOutput(job_id, f"agent {agent.hostname}, where its task ran, is no longer among the master's agents") from None
@@ -355,10 +362,10 @@ class MesosDriver(Driver):
                 return agent
         return next((agent for agent in self._known_agents(fresh=True) if agent.agent_id == agent_id), None)
 
-    def _search_agents(self, task_id: str) -> Sandbox | None:
+    def _search_agents(self, task_id: str, files: AgentFiles) -> Sandbox | None:
         for agent in self._known_agents(fresh=True):
             try:
-                directory = executor_directory(self._agent_files.state(agent.address), task_id)
+                directory = executor_directory(files.state(agent.address), task_id)
             except AgentError as error:
                 log.warning("looking for task %s's sandbox: %s", task_id, error)
                 continue
@@ -626,7 +633,11 @@ class MesosDriver(Driver):
         return False
 
     def _report_end(self, job_id: int, ending: Ending) -> None:
-        self.events.ended(job_id, ending)
+        self._reporting.ending = True
+        try:
+            self.events.ended(job_id, ending)
+        finally:
+            self._reporting.ending = False
         self._ends_reported += 1
         self.events.checkpoint(ENDS_CHECKPOINT, self._ends_reported)
 
