@@ -15,6 +15,9 @@ framework that no live job owns (given up while their agent was unreachable, say
 
 A task whose agent is unreachable is reconciled every second; if it is not back within
 `unreachable_timeout`, the job is reported LOST once, and the task is killed should it come back.
+
+A job's output stays where Mesos puts it, in its task's sandbox: `output` reads it through the
+agent's `/state` and files API (sandbox.py).
 """
 
 from __future__ import annotations
@@ -31,11 +34,24 @@ from pathlib import Path
 from typing import Any
 
 from batchgate.driver import AcceleratorRequest, Driver, Ending, Job, JobEvents, Limits, SchedulingStatus, SubmittedJob, Verdict
-from batchgate.errors import InsufficientSystemResources, InvalidArgument, SchedulerError, UnknownNode
+from batchgate.errors import InsufficientSystemResources, InvalidArgument, NoOutput, SchedulerError, UnknownNode
 from batchgate.v1 import batchgate_pb2 as pb
 
 from .api import MesosError, SchedulerConnection, error_message, master_url
-from .tasks import MIB, TERMINAL, Agent, Amounts, attributes_of, ending_of, job_attributes, job_role, task_info, wants_placement
+from .sandbox import AgentError, AgentFiles, NotYet, OutputFile, Sandbox, SandboxOutput, executor_directory, virtual_path
+from .tasks import (
+    MIB,
+    TERMINAL,
+    Agent,
+    Amounts,
+    agent_address,
+    attributes_of,
+    ending_of,
+    job_attributes,
+    job_role,
+    task_info,
+    wants_placement,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +65,8 @@ NEVER_LAUNCHED = frozenset({"TASK_UNKNOWN", "TASK_DROPPED"})  # Mesos' answer fo
 RECONCILE_ALL = 60.0  # an implicit reconciliation now and then, as Mesos advises: finds orphans
 KILL_RESEND = 2.0
 MAX_LAUNCH_ATTEMPTS = 3  # a job whose launch Mesos drops this often is reported LOST
+QUOTE_TIMEOUT = 1.0  # seconds per request to an agent while an end is being reported
+REMEMBERED_TASKS = 100_000  # the agents of tasks seen, for their output once they have ended
 
 
 @dataclass
@@ -80,6 +98,7 @@ class MesosSettings:
 class MesosDriver(Driver):
     kind = "mesos"
     options_field = "mesos"
+    keeps_output = True  # in each task's sandbox, read through its agent's files API
 
     def __init__(self, settings: MesosSettings, framework_id_path: Path) -> None:
         self.settings = settings
@@ -97,6 +116,8 @@ class MesosDriver(Driver):
         self._filters_set = False  # DECLINEd or refused since the last REVIVE
         self._started = False
         self._launch_attempts: dict[int, int] = {}  # by job id, for jobs launched again
+        self._ran_on: dict[str, str] = {}  # task id -> agent id, oldest first (REMEMBERED_TASKS), for output
+        self._remembering = threading.Lock()  # its own: output() takes no other
         self._ends_reported = 0
         self._acks_waiting: collections.deque[tuple[int, dict[str, Any]]] = collections.deque()
         self._acks_ready = threading.Condition()
@@ -105,6 +126,13 @@ class MesosDriver(Driver):
         self.connection = SchedulerConnection(
             master_url(settings.master), self._subscribe_body, self._on_event, self._on_disconnect, self._on_unheard, auth=auth
         )
+        # Agents take the same credentials as the master, when their HTTP authentication is on.
+        credentials = {k: v for k, v in self.connection.headers.items() if k.lower() == "authorization"}
+        self._agent_files = AgentFiles(credentials)
+        # For the kit's quote of a failed job's stderr, made in this driver's thread as the end
+        # is reported: a slow agent must not hold the event stream (the quote is then left out).
+        self._quoting_files = AgentFiles(credentials, connect_timeout=QUOTE_TIMEOUT, read_timeout=QUOTE_TIMEOUT)
+        self._reporting = threading.local()  # .ending: True while this thread reports an end
 
     # ---- Driver ------------------------------------------------------------------------------
 
@@ -270,6 +298,89 @@ class MesosDriver(Driver):
         self.connection.close()
         return ()  # tasks run on under Mesos; the next run re-subscribes and reconciles them
 
+    # ---- job output: the task's sandbox, through its agent ------------------------------------
+
+    def output(self, job: SubmittedJob, stream: int, tail_bytes: int, follow: bool) -> SandboxOutput:
+        """Read from the sandbox on the task's agent. Called by the kit in this driver's own
+        thread too (a failed job's stderr, as its end is reported, with the lock held): so it
+        takes no lock, only reading dicts whole."""
+        spec = job.job
+        stderr = stream == pb.OUTPUT_STREAM_STDERR
+        output = OutputFile("stderr" if stderr else "stdout", spec.stderr_path if stderr else spec.stdout_path, spec.working_directory)
+        task_id = job.backing_id or self._task_id(spec.job_id)
+        files = self._quoting_files if getattr(self._reporting, "ending", False) else self._agent_files
+        return SandboxOutput(
+            spec.job_id,
+            files,
+            output,
+            lambda: self._sandbox(spec.job_id, task_id, files),
+            lambda: self._is_live(spec.job_id),
+            tail_bytes=tail_bytes,
+            follow=follow,
+        )
+
+    def _is_live(self, job_id: int) -> bool:
+        return job_id in self._tasks or job_id in self._waiting or job_id in self._checking
+
+    def _sandbox(self, job_id: int, task_id: str, files: AgentFiles) -> Sandbox:
+        """Where the task ran: its agent from what this run saw, else (a task of an earlier run)
+        from the agents' own state. Raises NotYet, NoOutput, AgentError."""
+        task = self._tasks.get(job_id)
+        live = self._is_live(job_id)
+        agent_id = task.agent_id if task is not None and task.task_id == task_id else self._ran_on.get(task_id, "")
+        if not agent_id:
+            if live:
+                raise NotYet("it has not been launched in mesos yet")
+            found = self._search_agents(task_id, files)
+            if found is None:
+                raise NoOutput(job_id, f"no mesos agent lists its task {task_id} any more (its sandbox has been garbage-collected)")
+            return found
+        agent = self._agent(agent_id)
+        if agent is None:
+            # Not asked: an unreachable agent would hold the caller (the end's report) for its timeout.
+            raise NoOutput(job_id, f"the agent its task ran on ({agent_id}) is not among the master's agents (unreachable or removed)")
+        try:
+            directory = executor_directory(files.state(agent.address), task_id)
+        except AgentError:
+            if self._agent(agent_id, fresh=True) is None:  # gone since the agents were last listed
+                raise NoOutput(job_id, f"agent {agent.hostname}, where its task ran, is no longer among the master's agents") from None
+            raise
+        if directory is None:
+            if live:
+                raise NotYet(f"its task has not started on agent {agent.hostname} yet")
+            # The agent lists only its latest completed executors; an older one's sandbox stays
+            # served under its virtual path until it is garbage-collected.
+            framework_id = self.connection.framework_id or self._load_framework_id()
+            directory = virtual_path(framework_id, task_id)
+        return Sandbox(agent.agent_id, agent.hostname, agent.address, directory)
+
+    def _agent(self, agent_id: str, *, fresh: bool = False) -> Agent | None:
+        """The agent from the list the master gave last, or (not there, or asked `fresh`) now."""
+        if not fresh:
+            agent = next((agent for agent in self._known_agents() if agent.agent_id == agent_id), None)
+            if agent is not None:
+                return agent
+        return next((agent for agent in self._known_agents(fresh=True) if agent.agent_id == agent_id), None)
+
+    def _search_agents(self, task_id: str, files: AgentFiles) -> Sandbox | None:
+        for agent in self._known_agents(fresh=True):
+            try:
+                directory = executor_directory(files.state(agent.address), task_id)
+            except AgentError as error:
+                log.warning("looking for task %s's sandbox: %s", task_id, error)
+                continue
+            if directory is not None:
+                self._remember(self._ran_on, task_id, agent.agent_id)
+                return Sandbox(agent.agent_id, agent.hostname, agent.address, directory)
+        return None
+
+    def _remember(self, memory: dict[str, str], task_id: str, value: str) -> None:
+        if value and memory.get(task_id) != value:
+            with self._remembering:
+                memory[task_id] = value
+                while len(memory) > REMEMBERED_TASKS:
+                    memory.pop(next(iter(memory)))
+
     # ---- nodes an operator ignores (running tasks finish) ------------------------------------
 
     def ignore_node(self, name: str, ignored: bool, backend: str = "") -> None:
@@ -428,6 +539,7 @@ class MesosDriver(Driver):
             del self._waiting[job.job_id]
             task = _Task(job, self._task_id(job.job_id), agent_id)
             self._tasks[job.job_id] = task
+            self._remember(self._ran_on, task.task_id, agent_id)
             launches.append(task_info(job, task.task_id, agent_id, role, self.settings.kill_grace))
             if free.cpus < 0.01 and free.mem < 1:
                 break
@@ -462,6 +574,7 @@ class MesosDriver(Driver):
             else:
                 if status.get("agent_id"):
                     task.agent_id = status["agent_id"]["value"]
+                    self._remember(self._ran_on, task_id, task.agent_id)
                 durable = self._follow(task, status)
         if update_uuid:
             acknowledge = {
@@ -520,7 +633,11 @@ class MesosDriver(Driver):
         return False
 
     def _report_end(self, job_id: int, ending: Ending) -> None:
-        self.events.ended(job_id, ending)
+        self._reporting.ending = True
+        try:
+            self.events.ended(job_id, ending)
+        finally:
+            self._reporting.ending = False
         self._ends_reported += 1
         self.events.checkpoint(ENDS_CHECKPOINT, self._ends_reported)
 
@@ -588,7 +705,16 @@ class MesosDriver(Driver):
                 total = Amounts.parse(item.get("total_resources") or info.get("resources", []))
                 # allocated_resources holds what tasks use and what is offered.
                 used = Amounts.parse(item.get("allocated_resources", [])).minus(Amounts.parse(item.get("offered_resources", [])))
-                agents.append(Agent(info["id"]["value"], info.get("hostname", ""), total, used, attributes_of(info.get("attributes", []))))
+                agents.append(
+                    Agent(
+                        info["id"]["value"],
+                        info.get("hostname", ""),
+                        total,
+                        used,
+                        attributes_of(info.get("attributes", [])),
+                        agent_address(item, self.connection.url.partition("://")[0]),
+                    )
+                )
             self._agents = agents
         return self._agents
 

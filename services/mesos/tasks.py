@@ -127,6 +127,17 @@ class Agent:
     total: Amounts
     used: Amounts
     attributes: dict[str, str] = field(default_factory=dict)
+    address: str = ""  # the agent's HTTP base URL (its /state and files API)
+
+
+def agent_address(item: Mapping[str, Any], scheme: str = "http") -> str:
+    """An agent's HTTP base URL from its GET_AGENTS entry: the address in its libprocess pid
+    ("slave(1)@10.0.0.7:5051"), else its hostname and port (AgentInfo.port, 5051 by default)."""
+    pid = str(item.get("pid", ""))
+    if "@" in pid:
+        return f"{scheme}://{pid.rpartition('@')[2]}"
+    info = item.get("agent_info", {})
+    return f"{scheme}://{info.get('hostname', '')}:{info.get('port', 5051)}"
 
 
 def job_role(job: Job, default_role: str) -> str:

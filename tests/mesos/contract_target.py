@@ -31,7 +31,6 @@ def mesos_target(tmp_path: Path) -> Iterator[Target]:
             max_cores=MAX_CORES,
             max_memory=MAX_MEMORY,
             checks_working_directory=False,  # FAILED from the task's shell: tests/mesos/test_mesos.py
-            keeps_output=False,  # no Driver.output (the sandbox's files) yet
         )
         try:
             yield target
@@ -53,7 +52,6 @@ def mesos_gateway_target(tmp_path: Path) -> Iterator[Target]:
             max_cores=MAX_CORES,
             max_memory=MAX_MEMORY,
             checks_working_directory=False,
-            keeps_output=False,
         ) as target:
             yield target
     finally:

@@ -32,11 +32,14 @@ defers to them, include/mesos/v1/mesos.proto and scheduler.proto:
   TASK_UNKNOWN where others get TASK_LOST. A framework whose subscription breaks is kept for its
   `failover_timeout`, then torn down (its tasks killed).
 - The operator API's `GET_AGENTS` (`POST /api/v1`) lists agents with their total, allocated and
-  offered resources, as a framework reads them for capacity.
+  offered resources, as a framework reads them for capacity, and each agent's libprocess `pid`
+  (`slave(1)@127.0.0.1:PORT`): every agent serves its own `/state` and files API on that port, over
+  the real sandboxes its tasks write their stdout and stderr to (fake_agent.py).
 - HTTP basic authentication when the master is given credentials (401 otherwise).
 
 The tests steer it: drop an agent (partitioned: its tasks run on, the master says UNREACHABLE),
-restore it, remove it for good (its tasks die, TASK_GONE), silence the event stream (to make a
+restore it, remove it for good (its tasks die, TASK_GONE), garbage-collect a task's sandbox,
+silence the event stream (to make a
 scheduler miss heartbeats), hold acknowledgements back (so updates are resent), and read what
 happened (launches, subscriptions, deliveries, offer-to-launch latencies).
 """
@@ -58,9 +61,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+from fake_agent import MAX_COMPLETED_EXECUTORS, FakeAgentHttp
+from fake_http import QuietServer, authorized, handler_class, reply
 
 TERMINAL = {"TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_ERROR", "TASK_LOST", "TASK_DROPPED", "TASK_GONE", "TASK_GONE_BY_OPERATOR"}
 SCALARS = ("cpus", "mem", "disk", "gpus")
@@ -149,6 +155,7 @@ class _Task:
 class _Agent:
     agent_id: str
     spec: AgentSpec
+    http: FakeAgentHttp
     state: str = "active"  # active, unreachable, gone
     used: Resources = field(default_factory=dict)
     offered: Resources = field(default_factory=dict)
@@ -164,6 +171,7 @@ class _Agent:
         return {
             "id": {"value": self.agent_id},
             "hostname": self.spec.hostname,
+            "port": self.http.port,
             "resources": resources_json(self.total),
             "attributes": [{"name": name, "type": "TEXT", "text": {"value": value}} for name, value in self.spec.attributes.items()],
         }
@@ -210,6 +218,7 @@ class FakeMesosMaster:
         resend_interval: float = 10.0,  # the agent's first retry interval (STATUS_UPDATE_RETRY_INTERVAL_MIN)
         allocation_interval: float = 1.0,  # the master's --allocation_interval
         credentials: tuple[str, str] | None = None,
+        max_completed_executors: int = MAX_COMPLETED_EXECUTORS,  # each agent's, per framework
     ) -> None:
         self.work_dir = work_dir
         self.heartbeat_interval = heartbeat_interval
@@ -223,7 +232,10 @@ class FakeMesosMaster:
         self.master_id = str(uuid.uuid4())
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
-        self._agents = {f"{self.master_id}-S{index}": _Agent(f"{self.master_id}-S{index}", spec) for index, spec in enumerate(agents)}
+        self._agents = {
+            agent_id: _Agent(agent_id, spec, FakeAgentHttp(agent_id, spec.hostname, work_dir, credentials, max_completed_executors))
+            for agent_id, spec in ((f"{self.master_id}-S{index}", spec) for index, spec in enumerate(agents))
+        }
         self._frameworks: dict[str, _Framework] = {}
         self._offers: dict[str, _Offer] = {}
         self._removed: set[str] = set()  # framework ids torn down
@@ -240,8 +252,7 @@ class FakeMesosMaster:
         self.deliveries: collections.Counter[tuple[str, str]] = collections.Counter()  # (task, state) sent with a uuid
         self.reconciled: list[list[str]] = []  # task ids of each RECONCILE ([] for all)
         self.offer_to_launch: list[float] = []  # seconds from an offer's sending to its task's start
-        self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = QuietServer(("127.0.0.1", 0), handler_class("POST", self._serve))
         self._threads = [
             threading.Thread(target=self._server.serve_forever, name="fake-master-http", daemon=True),
             threading.Thread(target=self._clock, name="fake-master-clock", daemon=True),
@@ -255,6 +266,8 @@ class FakeMesosMaster:
         return f"127.0.0.1:{self._server.server_address[1]}"
 
     def start(self) -> FakeMesosMaster:
+        for agent in self._agents.values():
+            agent.http.start()
         for thread in self._threads:
             thread.start()
         return self
@@ -270,6 +283,8 @@ class FakeMesosMaster:
                         _signal_group(task.process, signal.SIGKILL)
         self._server.shutdown()
         self._server.server_close()
+        for agent in self._agents.values():
+            agent.http.stop()
 
     def agent_ids(self) -> list[str]:
         return list(self._agents)
@@ -309,10 +324,11 @@ class FakeMesosMaster:
             self._allocate()
 
     def remove_agent(self, agent_id: str) -> None:
-        """The agent is gone for good: its tasks die with it."""
+        """The agent is gone for good: its tasks die with it, and its HTTP endpoints."""
         with self._lock:
             agent = self._agents[agent_id]
             agent.state = "gone"
+            agent.http.stop()
             self._rescind_offers_on(agent_id)
             for task in self._all_tasks():
                 if task.agent_id == agent_id and task.state not in TERMINAL:
@@ -326,6 +342,13 @@ class FakeMesosMaster:
             for framework in self._frameworks.values():
                 if framework.subscription:
                     framework.subscription.send({"type": "FAILURE", "failure": {"agent_id": {"value": agent_id}}})
+
+    def agent_address(self, agent_id: str) -> str:
+        return f"127.0.0.1:{self._agents[agent_id].http.port}"
+
+    def collect_sandbox(self, task_id: str) -> None:
+        """The agent garbage-collects an ended task's sandbox (as after its --gc_delay)."""
+        self._agents[self.launched_on[task_id]].http.collect_garbage(task_id)
 
     def kill_task(self, task_id: str) -> None:
         """Kill a task as someone other than its framework would (an operator): TASK_KILLED."""
@@ -376,38 +399,17 @@ class FakeMesosMaster:
 
     # ---- HTTP --------------------------------------------------------------------------------
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        master = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                master._serve(self, body)
-
-        return Handler
-
-    def _authorized(self, handler: BaseHTTPRequestHandler) -> bool:
-        if self.credentials is None:
-            return True
-        expected = "Basic " + base64.b64encode(f"{self.credentials[0]}:{self.credentials[1]}".encode()).decode()
-        return handler.headers.get("Authorization") == expected
-
     def _serve(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
         if handler.path not in ("/api/v1/scheduler", "/api/v1"):
-            return _reply(handler, 404, "no such endpoint")
-        if not self._authorized(handler):
-            return _reply(handler, 401, "authentication required", {"WWW-Authenticate": 'Basic realm="mesos"'})
+            return reply(handler, 404, "no such endpoint")
+        if not authorized(handler, self.credentials):
+            return reply(handler, 401, "authentication required", {"WWW-Authenticate": 'Basic realm="mesos"'})
         if "json" not in handler.headers.get("Content-Type", ""):
-            return _reply(handler, 415, "Expecting 'Content-Type' of application/json")
+            return reply(handler, 415, "Expecting 'Content-Type' of application/json")
         try:
             call = json.loads(body)
         except ValueError as error:
-            return _reply(handler, 400, f"Failed to parse body into JSON: {error}")
+            return reply(handler, 400, f"Failed to parse body into JSON: {error}")
         if handler.path == "/api/v1":
             return self._operator_call(handler, call)
         self.calls[call.get("type", "")] += 1
@@ -417,28 +419,29 @@ class FakeMesosMaster:
             framework = self._frameworks.get(call.get("framework_id", {}).get("value", ""))
             subscription = framework.subscription if framework else None
             if framework is None or subscription is None or subscription.closed.is_set():
-                return _reply(handler, 403, "Framework is not subscribed")
+                return reply(handler, 403, "Framework is not subscribed")
             if call.get("type") == "ACCEPT" and self._refusing_accepts:
                 self._refusing_accepts -= 1
                 self._drop_offers_of(framework)  # as when the master dropped the subscription
-                return _reply(handler, 403, "Framework is not subscribed")
+                return reply(handler, 403, "Framework is not subscribed")
             if handler.headers.get("Mesos-Stream-Id") != subscription.stream_id:
-                return _reply(
+                return reply(
                     handler, 400, "The stream ID included in this request didn't match the stream ID currently associated with framework ID"
                 )
             problem = self._scheduler_call(framework, call)
         self._start_launches()
         if problem:
-            return _reply(handler, 400, problem)
-        _reply(handler, 202, "")
+            return reply(handler, 400, problem)
+        reply(handler, 202, "")
 
     def _operator_call(self, handler: BaseHTTPRequestHandler, call: dict[str, Any]) -> None:
         if call.get("type") != "GET_AGENTS":
-            return _reply(handler, 400, f"unsupported operator call {call.get('type')!r}")
+            return reply(handler, 400, f"unsupported operator call {call.get('type')!r}")
         with self._lock:
             agents = [
                 {
                     "agent_info": agent.info(),
+                    "pid": agent.http.pid,
                     "active": True,
                     "total_resources": resources_json(agent.total),
                     "allocated_resources": resources_json(_add(agent.used, agent.offered)),  # tasks' and offers'
@@ -448,14 +451,14 @@ class FakeMesosMaster:
                 if agent.state == "active"
             ]
         data = json.dumps({"type": "GET_AGENTS", "get_agents": {"agents": agents}}).encode()
-        _reply(handler, 200, data, {"Content-Type": "application/json"})
+        reply(handler, 200, data, {"Content-Type": "application/json"})
 
     def _subscribe(self, handler: BaseHTTPRequestHandler, call: dict[str, Any]) -> None:
         if "Mesos-Stream-Id" in handler.headers:
-            return _reply(handler, 400, "Subscribe calls should not include the 'Mesos-Stream-Id' header")
+            return reply(handler, 400, "Subscribe calls should not include the 'Mesos-Stream-Id' header")
         info = call.get("subscribe", {}).get("framework_info")
         if not info or not info.get("user") or not info.get("name"):
-            return _reply(handler, 400, "Expecting 'subscribe.framework_info' with 'user' and 'name'")
+            return reply(handler, 400, "Expecting 'subscribe.framework_info' with 'user' and 'name'")
         self.subscriptions.append(info)
         with self._lock:
             framework_id = info.get("id", {}).get("value") or f"{self.master_id}-{next(self._ids):04d}"
@@ -637,8 +640,16 @@ class FakeMesosMaster:
 
     def _launch(self, framework: _Framework, task: _Task, info: dict[str, Any]) -> None:
         command = info["command"]
-        sandbox = self.work_dir / "agents" / task.agent_id / "frameworks" / framework.framework_id / "tasks" / task.task_id
-        sandbox.mkdir(parents=True, exist_ok=True)
+        task_json = {
+            "id": task.task_id,
+            "name": task.name,
+            "framework_id": framework.framework_id,
+            "executor_id": "",
+            "slave_id": task.agent_id,
+            "state": "TASK_STAGING",
+            "resources": task.resources,
+        }
+        sandbox = self._agents[task.agent_id].http.launch(framework.info, task_json)
         environment = {**os.environ, "MESOS_SANDBOX": str(sandbox), "MESOS_TASK_ID": task.task_id, "MESOS_AGENT_ID": task.agent_id}
         for variable in command.get("environment", {}).get("variables", []):
             environment[variable["name"]] = variable.get("value", "")
@@ -787,6 +798,7 @@ class FakeMesosMaster:
     def _agent_update(self, task: _Task, state: str, reason: str, message: str) -> None:
         """An update from the task's agent: reliable, in order, resent until acknowledged."""
         task.state = state
+        self._agents[task.agent_id].http.task_state(task.task_id, state, state in TERMINAL)
         if self._agents[task.agent_id].state == "active":
             task.master_state = state
         status = self._status(task, state, reason, message, "SOURCE_EXECUTOR")
@@ -919,11 +931,6 @@ class FakeMesosMaster:
         raise KeyError(task_id)
 
 
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # a scheduler hanging up (a restart, a test's kill -9) is no error here
-
-
 def _signal_group(process: subprocess.Popen[bytes], signal_number: int) -> None:
     try:
         os.killpg(process.pid, signal_number)
@@ -941,13 +948,3 @@ def _peer_closed(handler: BaseHTTPRequestHandler) -> bool:
         return False
     except OSError:
         return True
-
-
-def _reply(handler: BaseHTTPRequestHandler, code: int, body: str | bytes, headers: dict[str, str] | None = None) -> None:
-    data = body.encode() if isinstance(body, str) else body
-    handler.send_response(code)
-    for name, value in (headers or {}).items():
-        handler.send_header(name, value)
-    handler.send_header("Content-Length", str(len(data)))
-    handler.end_headers()
-    handler.wfile.write(data)

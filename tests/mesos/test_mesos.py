@@ -231,9 +231,12 @@ def test_basic_authentication_with_principal_and_secret(tmp_path: Path) -> None:
     # The secret from the environment, as an operator should pass it.
     service = start_mesos_service(tmp_path / "service", master, "--mesos-principal", "batch", env={"BATCHGATE_MESOS_SECRET": "s3cret"})
     try:
-        (job,) = issue(service, spec("true"))
+        (job,) = issue(service, spec("echo authenticated"))
         assert collect_updates(service.stub(), 1)[0].job_id == job
         assert master.subscriptions[-1]["principal"] == "batch"
+        # The agents' /state and files API take the same credentials.
+        request = pb.GetJobOutputRequest(job_id=job)
+        assert b"".join(response.data for response in service.stub().GetJobOutput(request, timeout=30)) == b"authenticated\n"
     finally:
         service.kill()
         master.stop()
