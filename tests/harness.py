@@ -165,6 +165,28 @@ def spec(command: str, **fields: object) -> pb.JobSpec:
     return pb.JobSpec(command=command, **{**defaults, **fields})
 
 
+def job_output(
+    stub: pb_grpc.BatchSystemStub, job_id: int, stream: int = pb.OUTPUT_STREAM_STDOUT, *, tail_bytes: int = 0, follow: bool = False
+) -> bytes:
+    """All GetJobOutput sends for a job's stream (or its tail), until it ends."""
+    request = pb.GetJobOutputRequest(job_id=job_id, stream=stream, tail_bytes=tail_bytes, follow=follow)
+    return b"".join(response.data for response in stub.GetJobOutput(request, timeout=60))
+
+
+def job_output_refused(stub: pb_grpc.BatchSystemStub, job_id: int, *, follow: bool = False) -> BaseException:
+    """Why GetJobOutput has no output for a job: its FAILED_PRECONDITION, as the client raises it."""
+    from batchgate.errors import NoOutput, from_rpc_error
+
+    try:
+        list(stub.GetJobOutput(pb.GetJobOutputRequest(job_id=job_id, follow=follow), timeout=60))
+    except grpc.RpcError as refused:
+        assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION, refused
+        error = from_rpc_error(refused)
+        assert isinstance(error, NoOutput)
+        return error
+    raise AssertionError(f"job {job_id}'s output was answered")
+
+
 def wait_gone(process_ids: Sequence[int], timeout: float = 30.0) -> None:
     import psutil
 

@@ -10,14 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import grpc
 import pytest
-from harness import RunningService, collect_updates, spec, start_service, wait_until
+from harness import RunningService, collect_updates, job_output, job_output_refused, spec, start_service, wait_until
 from k8s_cluster import NAMESPACE, EmulatedCluster
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from batchgate.errors import NoOutput, from_rpc_error
 from batchgate.v1 import batchgate_pb2 as pb
 
 STDOUT, STDERR = pb.OUTPUT_STREAM_STDOUT, pb.OUTPUT_STREAM_STDERR
@@ -26,20 +24,6 @@ BATCHGATE = Path(sys.executable).with_name("batchgate")
 
 def issue(service: RunningService, job: pb.JobSpec) -> int:
     return service.stub().IssueJob(pb.IssueJobRequest(spec=job)).job_id
-
-
-def output(service: RunningService, job_id: int, stream: int = STDOUT, *, tail_bytes: int = 0, follow: bool = False) -> bytes:
-    request = pb.GetJobOutputRequest(job_id=job_id, stream=stream, tail_bytes=tail_bytes, follow=follow)
-    return b"".join(response.data for response in service.stub().GetJobOutput(request, timeout=60))
-
-
-def output_error(service: RunningService, job_id: int, *, follow: bool = False) -> NoOutput:
-    with pytest.raises(grpc.RpcError) as caught:
-        list(service.stub().GetJobOutput(pb.GetJobOutputRequest(job_id=job_id, follow=follow), timeout=60))
-    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION, caught.value
-    error = from_rpc_error(caught.value)
-    assert isinstance(error, NoOutput)
-    return error
 
 
 def pod_of(cluster: EmulatedCluster, job_id: int) -> dict:
@@ -63,8 +47,8 @@ def test_following_a_running_job_streams_its_log_until_it_ends(service: RunningS
     (update,) = collect_updates(service.stub(), 1, job_set="follow")
     assert update.exit_reason == pb.EXIT_REASON_FINISHED
     # Both streams are that one log, whole or followed after the end.
-    assert output(service, job_id, STDERR) == received
-    assert output(service, job_id, STDOUT, follow=True) == received
+    assert job_output(service.stub(), job_id, STDERR) == received
+    assert job_output(service.stub(), job_id, STDOUT, follow=True) == received
 
 
 def waiting_for_image(cluster: EmulatedCluster, job_id: int) -> bool:
@@ -76,10 +60,10 @@ def test_a_followed_job_whose_container_never_starts_says_so(service: RunningSer
     options = pb.KubernetesOptions(image="registry.invalid/no-such-image:1")
     job_id = issue(service, spec("echo never", kubernetes=options, job_set="never"))
     wait_until(lambda: waiting_for_image(cluster, job_id), message="the pod to wait for its image")
-    error = output_error(service, job_id)  # not following: not yet, and why
+    error = job_output_refused(service.stub(), job_id)  # not following: not yet, and why
     assert "has not started yet" in error.message and "ImagePull" in error.message and "ask again" in error.message, error.message
     # Following waits for the container, and ends when the job does without it (START_TIMEOUT).
-    error = output_error(service, job_id, follow=True)
+    error = job_output_refused(service.stub(), job_id, follow=True)
     # (in the words of its pod, or, if the pod went with the Job already, that it is gone)
     assert "never started" in error.message or "never created" in error.message, error.message
     (update,) = collect_updates(service.stub(), 1, job_set="never")
@@ -92,11 +76,11 @@ def test_a_tail_in_bytes_of_a_long_log(service: RunningService) -> None:
     job_id = issue(service, spec(command, job_set="tail"))
     (update,) = collect_updates(service.stub(), 1, job_set="tail")
     assert update.exit_reason == pb.EXIT_REASON_FINISHED
-    whole = output(service, job_id)
+    whole = job_output(service.stub(), job_id)
     assert whole.startswith(b"line 0\nline 1\n") and whole.endswith(b"x" * 6000 + b"\nend\n")
     for tail in (1, 4, 100, 5000, 6006, 7000, 50_000, len(whole), len(whole) + 10):
-        assert output(service, job_id, tail_bytes=tail) == whole[-tail:], tail
-    assert output(service, job_id, tail_bytes=7000, follow=True) == whole[-7000:]
+        assert job_output(service.stub(), job_id, tail_bytes=tail) == whole[-tail:], tail
+    assert job_output(service.stub(), job_id, tail_bytes=7000, follow=True) == whole[-7000:]
 
 
 def test_a_failed_jobs_update_quotes_the_end_of_its_log(service: RunningService) -> None:
@@ -113,12 +97,12 @@ def test_a_failed_jobs_update_quotes_the_end_of_its_log(service: RunningService)
 def test_a_job_whose_pod_is_gone_has_no_output(service: RunningService, cluster: EmulatedCluster) -> None:
     job_id = issue(service, spec("echo kept", job_set="gone"))
     collect_updates(service.stub(), 1, job_set="gone")
-    assert output(service, job_id) == b"kept\n"
+    assert job_output(service.stub(), job_id) == b"kept\n"
     pod = pod_of(cluster, job_id)["metadata"]["name"]
     cluster.cluster.delete("pods", NAMESPACE, pod)  # as `kubectl delete pod`, or the Job's TTL
     wait_until(lambda: cluster.cluster.get("pods", NAMESPACE, pod) is None, message="the pod to go")
     for follow in (False, True):
-        error = output_error(service, job_id, follow=follow)
+        error = job_output_refused(service.stub(), job_id, follow=follow)
         assert "is gone" in error.message and "log went with it" in error.message, error.message
 
 
@@ -127,10 +111,10 @@ def test_a_stream_sent_to_a_file_of_its_own_is_read_from_there(service: RunningS
     target = tmp_path / "own.out"
     job_id = issue(service, spec("echo to the file; echo to the log >&2", stdout_path=str(target), job_set="file"))
     collect_updates(service.stub(), 1, job_set="file")
-    assert output(service, job_id, STDOUT) == b"to the file\n"
-    assert output(service, job_id, STDERR) == b"to the log\n"
+    assert job_output(service.stub(), job_id, STDOUT) == b"to the file\n"
+    assert job_output(service.stub(), job_id, STDERR) == b"to the log\n"
     target.unlink()
-    error = output_error(service, job_id)
+    error = job_output_refused(service.stub(), job_id)
     assert str(target) in error.message and "does not exist" in error.message
 
 

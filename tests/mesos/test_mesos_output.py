@@ -13,13 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 from fake_master import FakeMesosMaster
-from harness import RunningService, collect_updates, spec, start_service, wait_until
+from harness import RunningService, collect_updates, job_output, job_output_refused, spec, start_service, wait_until
 from mesos_cluster import start_master, start_mesos_service
 
-from batchgate.errors import NoOutput, from_rpc_error
+from batchgate.errors import NoOutput
 from batchgate.v1 import batchgate_pb2 as pb
 
 STDOUT, STDERR = pb.OUTPUT_STREAM_STDOUT, pb.OUTPUT_STREAM_STDERR
@@ -34,18 +33,6 @@ def service(tmp_path: Path, master: FakeMesosMaster) -> Iterator[RunningService]
 
 def issue(service: RunningService, job: pb.JobSpec) -> int:
     return service.stub().IssueJob(pb.IssueJobRequest(spec=job)).job_id
-
-
-def output(service: RunningService, job_id: int, stream: int = STDOUT, *, tail_bytes: int = 0, follow: bool = False) -> bytes:
-    request = pb.GetJobOutputRequest(job_id=job_id, stream=stream, tail_bytes=tail_bytes, follow=follow)
-    return b"".join(response.data for response in service.stub().GetJobOutput(request, timeout=30))
-
-
-def output_refused(service: RunningService, job_id: int, *, follow: bool = False) -> BaseException:
-    with pytest.raises(grpc.RpcError) as caught:
-        list(service.stub().GetJobOutput(pb.GetJobOutputRequest(job_id=job_id, follow=follow), timeout=30))
-    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION, caught.value
-    return from_rpc_error(caught.value)
 
 
 def finished(service: RunningService, job_id: int, after: int = 0) -> pb.UpdatedJob:
@@ -83,10 +70,10 @@ def test_a_job_not_launched_yet_has_no_output_yet_and_a_follower_waits_for_it(se
     holder = issue(service, spec("sleep 300", cores=2, mesos=on_agent(0)))
     wait_until(lambda: holder in service.stub().ListRunningJobs(pb.ListRunningJobsRequest()).seconds_running, message="the holder to run")
     waiting = issue(service, spec("echo at last", cores=2, mesos=on_agent(0)))
-    error = output_refused(service, waiting)
+    error = job_output_refused(service.stub(), waiting)
     assert isinstance(error, NoOutput) and "yet" in error.message, error
     followed: list[bytes] = []
-    follower = threading.Thread(target=lambda: followed.append(output(service, waiting, follow=True)))
+    follower = threading.Thread(target=lambda: followed.append(job_output(service.stub(), waiting, follow=True)))
     follower.start()
     service.stub().KillJobs(pb.KillJobsRequest(job_ids=[holder]))
     follower.join(timeout=60)
@@ -98,11 +85,11 @@ def test_tail_bytes_reads_the_end_across_reads(service: RunningService) -> None:
     assert finished(service, job_id).exit_reason == pb.EXIT_REASON_FINISHED
     everything = "".join(f"{number}\n" for number in range(1, 30001)).encode()
     assert len(everything) > 2 * 65536  # several reads of the files API
-    assert output(service, job_id) == everything
-    assert output(service, job_id, tail_bytes=6) == b"30000\n"
-    assert output(service, job_id, tail_bytes=100_000) == everything[-100_000:]
-    assert output(service, job_id, tail_bytes=10**9) == everything
-    assert output(service, job_id, tail_bytes=12, follow=True) == b"29999\n30000\n"  # ended: the tail, then the end
+    assert job_output(service.stub(), job_id) == everything
+    assert job_output(service.stub(), job_id, tail_bytes=6) == b"30000\n"
+    assert job_output(service.stub(), job_id, tail_bytes=100_000) == everything[-100_000:]
+    assert job_output(service.stub(), job_id, tail_bytes=10**9) == everything
+    assert job_output(service.stub(), job_id, tail_bytes=12, follow=True) == b"29999\n30000\n"  # ended: the tail, then the end
 
 
 def test_stdout_and_stderr_are_kept_apart_byte_for_byte(service: RunningService) -> None:
@@ -111,8 +98,8 @@ def test_stdout_and_stderr_are_kept_apart_byte_for_byte(service: RunningService)
     command = "for i in 1 2 3; do echo out $i; echo err $i >&2; done; printf '\\001\\042\\134/\\177 \\303\\251 \\377\\n'"
     job_id = issue(service, spec(command))
     finished(service, job_id)
-    assert output(service, job_id) == b'out 1\nout 2\nout 3\n\x01"\\/\x7f \xc3\xa9 \xff\n'
-    assert output(service, job_id, STDERR) == b"err 1\nerr 2\nerr 3\n"
+    assert job_output(service.stub(), job_id) == b'out 1\nout 2\nout 3\n\x01"\\/\x7f \xc3\xa9 \xff\n'
+    assert job_output(service.stub(), job_id, STDERR) == b"err 1\nerr 2\nerr 3\n"
 
 
 def test_a_failed_jobs_update_quotes_the_end_of_its_stderr(service: RunningService) -> None:
@@ -131,10 +118,10 @@ def test_a_failed_jobs_update_quotes_the_end_of_its_stderr(service: RunningServi
 def test_a_garbage_collected_sandbox_says_so(service: RunningService, master: FakeMesosMaster) -> None:
     job_id = issue(service, spec("echo kept; echo noted >&2"))
     finished(service, job_id)
-    assert output(service, job_id) == b"kept\n"
+    assert job_output(service.stub(), job_id) == b"kept\n"
     master.collect_sandbox(task_of(master, job_id))
     for follow in (False, True):  # never an empty success, nor a follower left waiting
-        error = output_refused(service, job_id, follow=follow)
+        error = job_output_refused(service.stub(), job_id, follow=follow)
         assert isinstance(error, NoOutput) and "sandbox" in error.message and "garbage-collect" in error.message, error
 
 
@@ -149,9 +136,9 @@ def test_a_sandbox_the_agent_no_longer_lists_is_read_at_its_virtual_path(tmp_pat
         state = get(master.agent_address(master.launched_on[task_of(master, older)]), "/state")
         listed = [e["id"] for f in state["frameworks"] + state["completed_frameworks"] for e in f["completed_executors"]]
         assert listed == [task_of(master, newer)]  # the older one is forgotten, not collected
-        assert output(service, older) == b"older\n"
+        assert job_output(service.stub(), older) == b"older\n"
         master.collect_sandbox(task_of(master, older))
-        error = output_refused(service, older)
+        error = job_output_refused(service.stub(), older)
         assert isinstance(error, NoOutput) and "garbage-collect" in error.message, error
     finally:
         service.kill()
@@ -161,10 +148,10 @@ def test_a_sandbox_the_agent_no_longer_lists_is_read_at_its_virtual_path(tmp_pat
 def test_the_output_of_a_job_on_a_removed_agent_is_gone_with_it(service: RunningService, master: FakeMesosMaster) -> None:
     job_id = issue(service, spec("echo here; sleep 300", mesos=on_agent(3)))
     wait_until(lambda: job_id in service.stub().ListRunningJobs(pb.ListRunningJobsRequest()).seconds_running, message="the job to run")
-    wait_until(lambda: output(service, job_id) == b"here\n", message="the job's first line")
+    wait_until(lambda: job_output(service.stub(), job_id) == b"here\n", message="the job's first line")
     master.remove_agent(master.agent_ids()[3])
     assert finished(service, job_id).exit_reason == pb.EXIT_REASON_LOST
-    error = output_refused(service, job_id)
+    error = job_output_refused(service.stub(), job_id)
     assert isinstance(error, NoOutput) and "among the master's agents" in error.message, error
 
 
@@ -175,8 +162,8 @@ def test_output_of_jobs_that_ended_before_a_restart(tmp_path: Path, master: Fake
         finished(service, job_id)
         service.kill()
         service = service.restart()  # knows nothing of the agent it ran on: asks the agents
-        assert output(service, job_id) == b"before the restart\n"
-        assert output(service, job_id, STDERR, tail_bytes=7) == b"warned\n"
+        assert job_output(service.stub(), job_id) == b"before the restart\n"
+        assert job_output(service.stub(), job_id, STDERR, tail_bytes=7) == b"warned\n"
     finally:
         service.kill()
 
@@ -233,7 +220,7 @@ def test_binary_output_bigger_than_a_read_comes_back_whole(service: RunningServi
     finished(service, job_id)
     blob = (sandbox_of(master, task_of(master, job_id)) / "blob").read_bytes()
     assert len(blob) == 300_000
-    assert output(service, job_id) == blob and output(service, job_id, STDERR) == blob
+    assert job_output(service.stub(), job_id) == blob and job_output(service.stub(), job_id, STDERR) == blob
 
 
 def sandbox_of(master: FakeMesosMaster, task_id: str) -> Path:
