@@ -119,6 +119,9 @@ def _alive(member: psutil.Process) -> bool:
         return False
 
 
+MAX_TIMER_WAIT_SECONDS = 3600.0
+
+
 class Reaper:
     """One thread that waits on every job's pidfd and on timers (wall-time limits).
 
@@ -162,7 +165,10 @@ class Reaper:
     def _loop(self) -> None:
         timeout: float | None = None
         while self._running:
-            for descriptor, _ in self._epoll.poll(-1 if timeout is None else timeout):
+            # A deadline years away (a client may ask any wall time) is not one epoll can wait
+            # for: its timeout is a C int of milliseconds. Waking once an hour costs nothing.
+            wait = -1 if timeout is None else min(timeout, MAX_TIMER_WAIT_SECONDS)
+            for descriptor, _ in self._epoll.poll(wait):
                 if descriptor == self._wake_read:
                     with contextlib.suppress(BlockingIOError):
                         os.read(self._wake_read, 4096)

@@ -251,3 +251,15 @@ def test_a_job_gets_only_stdin_stdout_and_stderr(local_service: RunningService, 
     stub.IssueJob(pb.IssueJobRequest(spec=spec(f"exec ls /proc/self/fd > {listing}")))
     collect_updates(stub, 1)
     assert sorted(listing.read_text().split()) == ["0", "1", "2", "3"]  # 3: ls reading the directory
+
+
+def test_a_wall_time_of_ages_is_waited_for_like_any_other(local_service: RunningService) -> None:
+    # epoll cannot wait 1e18 s: the reaper once died of it, and no job was ever reaped again.
+    stub = local_service.stub()
+    ages = stub.IssueJob(pb.IssueJobRequest(spec=spec("sleep 300", wall_time_seconds=1e18))).job_id
+    wait_until(lambda: ages in stub.ListRunningJobs(pb.ListRunningJobsRequest()).seconds_running, message="the job running")
+    stub.IssueJob(pb.IssueJobRequest(spec=spec("exit 4")))
+    (update,) = collect_updates(stub, 1)
+    assert (update.exit_reason, update.exit_status) == (pb.EXIT_REASON_FAILED, 4)
+    stub.KillJobs(pb.KillJobsRequest(job_ids=[ages]), timeout=30)
+    assert ages not in stub.ListIssuedJobs(pb.ListIssuedJobsRequest()).job_ids
