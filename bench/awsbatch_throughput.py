@@ -27,31 +27,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "awsbatch")]
 
+from driver_recording import HeldJobs  # noqa: E402
 from harness import start_service  # noqa: E402
 from moto_batch import CREDENTIALS, DEFINITION, QUEUE, REGION, MotoBatch, set_job_transitions, standalone_moto  # noqa: E402
 
-from batchgate.driver import Ending, Job  # noqa: E402
+from batchgate.driver import Job  # noqa: E402
 from batchgate.services.awsbatch import jobs as translate  # noqa: E402
 from batchgate.services.awsbatch.driver import AwsBatchDriver, Settings  # noqa: E402
 from batchgate.v1 import batchgate_pb2 as pb  # noqa: E402
 
 SUBMITTED_OK = re.compile(r'batchgate_scheduler_commands_total\{[^}]*operation="submit_job",result="ok"[^}]*\} ([0-9.e+]+)')
 
-
-class Ignore:
-    """JobEvents that drops every report: only the calls are of interest here."""
-
-    name = "awsbatch"
-
-    def started(self, job_id: int, *, backing_id: str | None = None, at: float | None = None) -> None: ...
-
-    def ended(self, job_id: int, ending: Ending) -> None:
-        raise SystemExit(f"job {job_id} ended unexpectedly: {ending}")
-
-    def checkpoint(self, key: str, value: int) -> None: ...
-
-    def checkpoints(self) -> dict[str, int]:
-        return {}
 
 
 def bench_job(job_id: int) -> Job:
@@ -112,7 +98,7 @@ def calls_per_cycle(moto: MotoBatch, live: int, cycles: int) -> None:
     # The poller is idle (an hour's interval): the cycles are the driver's own poll(), run here.
     settings = Settings(region=REGION, endpoint_url=moto.endpoint, job_queue=QUEUE, job_definition=DEFINITION, poll_interval=3600)
     driver = AwsBatchDriver(settings)
-    driver.attach(Ignore(), uuid.uuid4().hex[:12])
+    driver.attach(HeldJobs("awsbatch"), uuid.uuid4().hex[:12])
     assert all(driver.submit([bench_job(i) for i in range(1, live + 1)])), "some jobs were not submitted"
     before = dict(driver.calls.counts)
     for _ in range(cycles):

@@ -33,8 +33,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "lsf"))
 
+from driver_recording import HeldJobs  # noqa: E402
 from lsf_cluster import FakeLsf  # noqa: E402
-from slurm_throughput import Ignore  # noqa: E402
 
 from batchgate.driver import Job  # noqa: E402
 from batchgate.hpc import CountingRunner, Runner  # noqa: E402
@@ -52,9 +52,7 @@ def held_jobs(count: int) -> list[Job]:
 
 def attached(runner: Runner, poll_interval: float) -> LsfDriver:
     driver = LsfDriver(poll_interval=poll_interval, command_timeout=60, runner=runner)
-    events = Ignore()
-    events.name = "lsf"
-    driver.attach(events, uuid.uuid4().hex[:12])
+    driver.attach(HeldJobs("lsf"), uuid.uuid4().hex[:12])
     return driver
 
 

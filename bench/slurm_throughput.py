@@ -15,32 +15,23 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
-from batchgate.driver import Job, Ending
-from batchgate.hpc import CountingRunner, Runner, run_command
-from batchgate.services.slurm.driver import SlurmDriver
-from batchgate.v1 import batchgate_pb2 as pb
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from driver_recording import HeldJobs  # noqa: E402
+
+from batchgate.driver import Job  # noqa: E402
+from batchgate.hpc import CountingRunner, Runner, run_command  # noqa: E402
+from batchgate.services.slurm.driver import SlurmDriver  # noqa: E402
+from batchgate.v1 import batchgate_pb2 as pb  # noqa: E402
 
 HELD = pb.SlurmOptions(extra_args=["--hold"])
 
-
-class Ignore:
-    """JobEvents that drops every report: only the commands are of interest here."""
-
-    name = "slurm"
-
-    def started(self, job_id: int, *, backing_id: str | None = None, at: float | None = None) -> None: ...
-
-    def ended(self, job_id: int, ending: Ending) -> None:
-        raise SystemExit(f"job {job_id} ended unexpectedly: {ending}")
-
-    def checkpoint(self, key: str, value: int) -> None: ...
-
-    def checkpoints(self) -> dict[str, int]:
-        return {}
 
 
 def held_jobs(count: int) -> list[Job]:
@@ -51,7 +42,7 @@ def held_jobs(count: int) -> list[Job]:
 
 def attached(poll_interval: float, runner: Runner = run_command) -> SlurmDriver:
     driver = SlurmDriver(poll_interval=poll_interval, command_timeout=60, runner=runner)
-    driver.attach(Ignore(), uuid.uuid4().hex[:12])
+    driver.attach(HeldJobs("slurm"), uuid.uuid4().hex[:12])
     return driver
 
 

@@ -1,5 +1,6 @@
 """What the tests of command-line scheduler drivers (Slurm, LSF) share: a recorder of the
-reports a driver makes, small jobs, and a driver attached to a recorder as the kit attaches it."""
+reports a driver makes, small jobs, and a driver attached to a recorder as the kit attaches it;
+and, for the benchmarks, events of jobs that never end."""
 
 from __future__ import annotations
 
@@ -58,6 +59,24 @@ class Recorder:
 
     def ended_ids(self) -> collections.Counter[int]:
         return collections.Counter(job_id for job_id, _ in self.ends)
+
+
+class HeldJobs:
+    """JobEvents for jobs that must never end (a benchmark's held jobs): starts and checkpoints
+    are dropped, an end stops the run."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def started(self, job_id: int, *, backing_id: str | None = None, at: float | None = None) -> None: ...
+
+    def ended(self, job_id: int, ending: Ending) -> None:
+        raise SystemExit(f"job {job_id} ended unexpectedly: {ending}")
+
+    def checkpoint(self, key: str, value: int) -> None: ...
+
+    def checkpoints(self) -> dict[str, int]:
+        return {}
 
 
 def make_job(job_id: int, command: str, **fields: object) -> Job:
